@@ -1,0 +1,33 @@
+# Training recipe of SoMA (DESIGN §1.3): AdamW, backbone lr x0.5, PolyLR and cosine-annealed weight decay.
+max_iters = 40000
+optim_wrapper = dict(
+    type="OptimWrapper",
+    optimizer=dict(type="AdamW", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, eps=1e-8),
+    clip_grad=dict(max_norm=0.01, norm_type=2),
+    paramwise_cfg=dict(
+        custom_keys={
+            "backbone": dict(lr_mult=0.5),
+            "query_embed": dict(lr_mult=1.0, decay_mult=0.0),
+            "query_feat": dict(lr_mult=1.0, decay_mult=0.0),
+            "level_embed": dict(lr_mult=1.0, decay_mult=0.0),
+        },
+        norm_decay_mult=0.0,
+    ),
+)
+param_scheduler = [
+    dict(type="PolyLR", eta_min=0, power=0.9, begin=0, end=max_iters, by_epoch=False),
+    # Annealed weight decay: 0.05 → 1e-5 (ratio 2e-4, so groups without decay stay at 0).
+    dict(type="CosineAnnealingParamScheduler", param_name="weight_decay", eta_min_ratio=2e-4,
+         begin=0, end=max_iters, by_epoch=False),
+]
+train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=4000)
+val_cfg = dict(type="ValLoop")
+test_cfg = dict(type="TestLoop")
+default_hooks = dict(
+    timer=dict(type="IterTimerHook"),
+    logger=dict(type="LoggerHook", interval=50, log_metric_by_epoch=False),
+    param_scheduler=dict(type="ParamSchedulerHook"),
+    checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=4000, max_keep_ckpts=6),
+    sampler_seed=dict(type="DistSamplerSeedHook"),
+    visualization=dict(type="SegVisualizationHook"),
+)

@@ -1,0 +1,49 @@
+"""DINOv2 (Oquab et al., 2023) backbone on timm's VisionTransformer."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from timm.models.vision_transformer import checkpoint_filter_fn
+
+from ...registry import register_model
+from .foundation_vit import FoundationViT
+
+
+@register_model
+class DINOv2(FoundationViT):
+    """DINOv2 ViT backbone; see :class:`FoundationViT` for the arguments.
+
+    Args:
+        register_tokens: 0, or 4 for the ``*_reg4`` releases (DINOv2 with registers).
+        **kwargs: :class:`FoundationViT` arguments.
+    """
+
+    arch_zoo = {
+        # A 4-block, 64-dim DINOv2 for tests and the CPU demo (not a released model).
+        "tiny": ("vit_small_patch14_dinov2", dict(embed_dim=64, depth=4, num_heads=2), (0, 1, 2, 3)),
+        "small": ("vit_small_patch14_dinov2", {}, (2, 5, 8, 11)),
+        "base": ("vit_base_patch14_dinov2", {}, (2, 5, 8, 11)),
+        "large": ("vit_large_patch14_dinov2", {}, (7, 11, 15, 23)),
+        "giant": ("vit_giant_patch14_dinov2", {}, (9, 19, 29, 39)),
+    }
+    default_peft_targets = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+
+    def __init__(self, *args: Any, register_tokens: int = 0, **kwargs: Any) -> None:
+        if register_tokens not in (0, 4):
+            raise ValueError(f"`register_tokens` must be 0 or 4 (the DINOv2 releases), got {register_tokens}.")
+        self.register_tokens = register_tokens
+        super().__init__(*args, **kwargs)
+
+    def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
+        if self.register_tokens:
+            model_name = model_name.replace("_dinov2", "_reg4_dinov2")
+        return super()._build_timm_model(model_name, kwargs)
+
+    def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return checkpoint_filter_fn(state_dict, self.vit)
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        vit = self.vit
+        tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+        return tokens, {}

@@ -1,0 +1,36 @@
+"""EVA-02 (Fang et al., 2023) backbone on timm's Eva model (rotary position embedding, SwiGLU MLP)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from timm.models.eva import checkpoint_filter_fn
+
+from ...registry import register_model
+from .foundation_vit import FoundationViT
+
+
+@register_model
+class EVA02(FoundationViT):
+    """EVA-02 ViT backbone (MIM-pretrained releases); see :class:`FoundationViT` for the arguments."""
+
+    arch_zoo = {
+        # A 4-block, 64-dim EVA-02 for tests and the CPU demo (not a released model).
+        "tiny": ("eva02_tiny_patch14_224", dict(embed_dim=64, depth=4, num_heads=2, qkv_fused=False,
+                                                scale_mlp=True), (0, 1, 2, 3)),
+        "small": ("eva02_small_patch14_224", {}, (2, 5, 8, 11)),
+        "base": ("eva02_base_patch14_224", {}, (2, 5, 8, 11)),
+        "large": ("eva02_large_patch14_224", {}, (7, 11, 15, 23)),
+    }
+    # EVA-02 base/large keep q/k/v as separate projections and use a SwiGLU MLP (gate and value projections);
+    # tiny/small fuse them (`attn.qkv`, decomposed as q, k, v, and a packed `mlp.fc1`).
+    default_peft_targets = ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.qkv", "attn.proj",
+                            "mlp.fc1_g", "mlp.fc1_x", "mlp.fc1", "mlp.fc2")
+
+    def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return checkpoint_filter_fn(state_dict, self.vit)
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        vit = self.vit
+        tokens, rope = vit._pos_embed(vit.patch_embed(x))
+        return vit.norm_pre(tokens), {"rope": rope}

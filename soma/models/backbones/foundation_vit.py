@@ -1,0 +1,245 @@
+"""A vision foundation ViT from timm as an OpenMMLab backbone, with optional SoMA adaptation.
+
+One class serves every setting of the paper (arXiv:2412.04077): frozen backbone, full fine-tuning, and
+parameter-efficient tuning (SoMA, PiSSA, LoRA via ``peft=dict(type="SoMA", init=...)``). Families
+(DINOv2, EVA02, ...) subclass it and only say which timm model to build, how its tokens are embedded and which
+layers SoMA adapts by default.
+
+Order of initialisation matters. The SoMA layers are *wrapped* in ``__init__`` (so a saved SoMA checkpoint
+loads into the same structure at test time), but the SVD split runs in :meth:`init_weights`, *after* the
+pretrained weights are in place: decomposing random weights and loading the checkpoint afterwards would
+silently train something else.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch.utils.checkpoint import checkpoint
+
+from soma.peft import SoMAConfig, SoMALinear, apply_soma, initialize_soma, trainable_parameters
+
+from ...utils.checkpoint import load_weights
+
+
+def resize_pyramid(features: Sequence[torch.Tensor], scales: Sequence[float]) -> list[torch.Tensor]:
+    """Parameter-free multi-scale maps from same-stride ViT maps: bilinear resize of map i by ``scales[i]``."""
+    if len(features) != len(scales):
+        raise ValueError(f"`out_scales` has {len(scales)} entries but there are {len(features)} outputs.")
+    return [
+        f if s == 1 else F.interpolate(f, scale_factor=s, mode="bilinear", align_corners=False)
+        for f, s in zip(features, scales)
+    ]
+
+
+class FoundationViT(BaseModule):
+    """Base class of the ViT backbones (see the module docstring).
+
+    Subclasses define ``arch_zoo`` (arch → (timm model name, timm kwargs, default out_indices)),
+    ``default_peft_targets``, :meth:`_checkpoint_filter` and :meth:`_embed`.
+
+    Args:
+        arch: one of ``arch_zoo``'s keys (e.g. ``"large"``; ``"tiny"`` for tests).
+        img_size: training crop size; the absolute position embedding is resized to it (and dynamically
+            resampled for other input sizes).
+        patch_size: patch size; pretrained kernels of another size are resampled with timm's helper.
+        out_indices: blocks whose outputs are returned. Default: the arch's (``(7, 11, 15, 23)`` for large).
+        out_scales: bilinear resize factor of each output (``(4, 2, 1, 0.5)``: strides 4/8/16/32 at patch
+            16), or ``None`` for the raw maps.
+        final_norm: apply the final LayerNorm to the outputs.
+        frozen: without ``peft``: ``True`` freezes the backbone (frozen baseline), ``False`` trains it all
+            (full fine-tuning). Must stay ``None``/``True`` with ``peft``.
+        peft: ``dict(type="SoMA", r=16, start_block=8, init="minor"|"principal"|"lora", ...)``: the
+            :class:`soma.peft.SoMAConfig` fields. ``target_modules`` defaults to the family's.
+        drop_path_rate: stochastic depth of the adapted/trained blocks.
+        with_cp: gradient checkpointing of the trained blocks.
+        init_cfg: ``dict(type="Pretrained", checkpoint=PATH)``: a converted checkpoint (tools/convert_models)
+            or the official/timm release file; converted by the family's checkpoint filter.
+        timm_kwargs: extra keyword arguments for the timm model (advanced).
+    """
+
+    arch_zoo: dict[str, tuple[str, dict[str, Any], tuple[int, ...]]] = {}
+    default_peft_targets: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        arch: str = "large",
+        img_size: int = 512,
+        patch_size: int = 16,
+        out_indices: Sequence[int] | None = None,
+        out_scales: Sequence[float] | None = (4.0, 2.0, 1.0, 0.5),
+        final_norm: bool = False,
+        frozen: bool | None = None,
+        peft: dict | None = None,
+        drop_path_rate: float = 0.0,
+        with_cp: bool = False,
+        init_cfg: dict | None = None,
+        timm_kwargs: dict | None = None,
+    ) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if arch not in self.arch_zoo:
+            raise ValueError(f"`arch` must be one of {sorted(self.arch_zoo)} for {type(self).__name__}, got {arch!r}.")
+        if peft is not None and frozen is False:
+            raise ValueError("`frozen=False` (full fine-tuning) cannot be combined with `peft`; drop one of them.")
+        model_name, arch_kwargs, default_indices = self.arch_zoo[arch]
+        self.arch = arch
+        self.vit = self._build_timm_model(
+            model_name,
+            dict(arch_kwargs, img_size=img_size, patch_size=patch_size, num_classes=0, dynamic_img_size=True,
+                 drop_path_rate=drop_path_rate, **(timm_kwargs or {})),
+        )
+        depth = len(self.vit.blocks)
+        self.out_indices = tuple(out_indices if out_indices is not None else default_indices)
+        if not self.out_indices or any(not 0 <= i < depth for i in self.out_indices):
+            raise ValueError(f"`out_indices` must be block indices in [0, {depth - 1}], got {self.out_indices}.")
+        if out_scales is not None and len(out_scales) != len(self.out_indices):
+            raise ValueError(f"`out_scales` {tuple(out_scales)} must have one entry per out index {self.out_indices}.")
+        self.out_scales = tuple(out_scales) if out_scales is not None else None
+        self.final_norm = final_norm
+        self.with_cp = with_cp
+        # Blocks after the last output and an unused final norm would be parameters DDP never sees a gradient for.
+        self.vit.prune_intermediate_layers(list(self.out_indices), prune_norm=not final_norm, prune_head=True)
+
+        self.peft_config: SoMAConfig | None = None
+        if peft is not None:
+            peft = dict(peft)
+            peft_type = peft.pop("type", "SoMA")
+            if peft_type != "SoMA":
+                raise ValueError(f"`peft.type` must be 'SoMA' (init='minor'|'principal'|'lora'), got {peft_type!r}.")
+            peft.setdefault("target_modules", self.default_peft_targets)
+            self.peft_config = SoMAConfig.from_dict(peft)
+            # Wrap now so checkpoints of adapted models load at test time; the SVD waits for init_weights().
+            apply_soma(self.vit, self.peft_config, initialize=False)
+        else:
+            self.vit.requires_grad_(not (frozen is None or frozen))
+        self._first_trained_block = self._find_first_trained_block()
+
+    # ------------------------------------------------------------------ building and loading
+    def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> nn.Module:
+        import timm
+
+        return timm.create_model(model_name, pretrained=False, **kwargs)
+
+    def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Convert a release/timm state dict to this model's keys, resampling patch and position embeddings."""
+        raise NotImplementedError
+
+    def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Patch-embed ``x`` and add position information; returns the tokens and extra block kwargs."""
+        raise NotImplementedError
+
+    def init_weights(self) -> None:
+        """Load the pretrained weights (``init_cfg``), then take the SoMA SVD split of the loaded weights."""
+        if self.init_cfg is not None and self.init_cfg.get("type") == "Pretrained":
+            self.load_pretrained(self.init_cfg["checkpoint"])
+        elif self.init_cfg is not None:
+            super().init_weights()
+        if self.peft_config is not None:
+            initialize_soma(self.vit)
+            print_log(f"{type(self).__name__}-{self.arch} SoMA ({self.peft_config.init}, r={self.peft_config.r}, "
+                      f"blocks {self.peft_config.start_block}+): {trainable_parameters(self.vit)}", logger="current")
+        self._is_init = True
+
+    def load_pretrained(self, checkpoint: str) -> None:
+        """Load pretrained weights into the (possibly SoMA-wrapped) timm model; fail on any missing weight."""
+        state = load_weights(checkpoint)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+        state = self._checkpoint_filter(state)
+        wrapped = {n for n, m in self.vit.named_modules() if isinstance(m, SoMALinear)}
+        # A SoMA-wrapped Linear keeps the pretrained weight in `base_layer` until the SVD split.
+        remapped = {}
+        for key, value in state.items():
+            module, _, leaf = key.rpartition(".")
+            remapped[f"{module}.base_layer.{leaf}" if module in wrapped else key] = value
+        own = self.vit.state_dict()
+        # Adapter parameters are created by the SVD split, never loaded from a pretrained file.
+        adapter_keys = {k for k in own for n in wrapped if k.startswith(f"{n}.") and not k.startswith(f"{n}.base_layer.")}
+        missing = sorted(set(own) - set(remapped) - adapter_keys)
+        unexpected = sorted(set(remapped) - set(own))
+        if missing:
+            raise KeyError(
+                f"pretrained checkpoint '{checkpoint}' lacks {len(missing)} weights of {type(self).__name__}-"
+                f"{self.arch} (e.g. {missing[:5]}); is it the right model family/size? Convert release files "
+                "with tools/convert_models/ (see checkpoints/README.md)."
+            )
+        for key in missing + list(unexpected):
+            remapped.pop(key, None)
+        mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in remapped.items()
+                      if v.shape != own[k].shape]
+        if mismatched:
+            raise ValueError(f"pretrained checkpoint '{checkpoint}' has weights of the wrong shape for "
+                             f"{type(self).__name__}-{self.arch}: {mismatched[:5]}")
+        self.vit.load_state_dict(remapped, strict=False)
+        if unexpected:
+            print_log(f"ignored {len(unexpected)} checkpoint weights this backbone does not use "
+                      f"(pruned blocks/norm, heads): {unexpected[:8]}", logger="current")
+        print_log(f"loaded pretrained {type(self).__name__}-{self.arch} weights from {checkpoint}", logger="current")
+
+    # ------------------------------------------------------------------ freezing
+    def _find_first_trained_block(self) -> int:
+        """Index of the first block with a trainable parameter (found by structure, not by name)."""
+        blocks = self.vit.blocks
+        stem_trained = any(p.requires_grad for n, p in self.vit.named_parameters() if not n.startswith("blocks."))
+        if stem_trained:
+            return 0
+        for index, block in enumerate(blocks):
+            if any(p.requires_grad for p in block.parameters()):
+                return index
+        return len(blocks)
+
+    def train(self, mode: bool = True) -> "FoundationViT":
+        """Keep the frozen stem and blocks in eval mode (no dropout/drop-path in parts that do not train)."""
+        super().train(mode)
+        if mode and self._first_trained_block > 0:
+            for name, module in self.vit.named_children():
+                if name != "blocks":
+                    module.eval()
+            for block in self.vit.blocks[: self._first_trained_block]:
+                block.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] | None = None,
+                              norm: bool | None = None) -> list[torch.Tensor]:
+        """Per-block feature maps (B, C, H/p, W/p) of blocks ``indices`` (default ``out_indices``).
+
+        The stem and blocks before the first trained block run without autograd: nothing there needs a
+        gradient, so no activations are kept for them.
+        """
+        indices = tuple(self.out_indices if indices is None else indices)
+        norm = self.final_norm if norm is None else norm
+        batch, _, height, width = x.shape
+        first_trained = self._first_trained_block if torch.is_grad_enabled() else len(self.vit.blocks)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and first_trained == 0):
+            tokens, block_kwargs = self._embed(x)
+        outputs = []
+        for index, block in enumerate(self.vit.blocks[: max(indices) + 1]):
+            trained = index >= first_trained
+            with torch.set_grad_enabled(trained):
+                if trained and self.with_cp and self.training:
+                    tokens = checkpoint(block, tokens, use_reentrant=False, **block_kwargs)
+                else:
+                    tokens = block(tokens, **block_kwargs)
+            if index in indices:
+                outputs.append(self.vit.norm(tokens) if norm else tokens)
+        grid_h, grid_w = self.vit.patch_embed.dynamic_feat_size((height, width))
+        prefix = self.vit.num_prefix_tokens
+        return [o[:, prefix:].reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous() for o in outputs]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Multi-scale maps: block outputs of ``out_indices`` resized by ``out_scales``."""
+        features = self.forward_intermediates(x)
+        if self.out_scales is not None:
+            features = resize_pyramid(features, self.out_scales)
+        return tuple(features)
+
+    @property
+    def embed_dim(self) -> int:
+        """Channels of every output map."""
+        return self.vit.embed_dim

@@ -1,0 +1,4 @@
+"""Segmentor glue."""
+from .encoder_decoder import SoMAEncoderDecoder
+
+__all__ = ["SoMAEncoderDecoder"]

@@ -1,0 +1,11 @@
+"""Small shared helpers: checkpoint loading policy, config validation."""
+from .checkpoint import (load_trusted_checkpoint, load_weights, register_trusted_local_loader,
+                         save_checkpoint_atomic)
+from .config_check import UnknownTypeError, check_config_types
+
+__all__ = [
+    "load_weights", "load_trusted_checkpoint", "save_checkpoint_atomic", "register_trusted_local_loader",
+    "check_config_types", "UnknownTypeError",
+]
+
+register_trusted_local_loader()

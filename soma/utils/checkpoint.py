@@ -1,0 +1,105 @@
+"""Loading and saving weight files: the one place that decides how ``torch.load`` is called.
+
+torch >= 2.6 unpickles with ``weights_only=True`` by default. That is right for foreign weight files
+(DINOv2/EVA02 releases, converted checkpoints), and wrong for the checkpoints mmengine's Runner writes: they
+hold a ``MessageHub`` with ``HistoryBuffer`` objects and numpy scalars, so every ``load_from``/``--resume``
+fails. The policy here:
+
+* :func:`load_weights` — pretrained/foreign files. Never executes pickled code (``weights_only=True``);
+  ``.safetensors`` is read with safetensors. Our backbones load ``init_cfg=Pretrained`` through it.
+* :func:`load_trusted_checkpoint` — checkpoints this codebase (mmengine's Runner) wrote and the user named
+  (``load_from``, ``--resume``, a test checkpoint). Full unpickling.
+* :func:`register_trusted_local_loader` — makes mmengine's local-file loader use the trusted path, so the
+  Runner's ``load_checkpoint``/``resume`` work. Called once when ``soma`` is imported.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CHECKPOINT_HELP = "see checkpoints/README.md for where pretrained files go and how to convert them"
+
+
+def _check_file(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file '{path}' does not exist; {CHECKPOINT_HELP}.")
+    return path
+
+
+def load_weights(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a foreign weight file safely (no pickled code runs).
+
+    Args:
+        path: a ``.pth``/``.pt``/``.bin`` torch file or a ``.safetensors`` file.
+        map_location: device to map tensors to.
+
+    Returns:
+        The loaded object (usually a state dict, possibly nested under ``"state_dict"``/``"model"``).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        RuntimeError: the file is corrupted or holds Python objects other than tensors and containers.
+    """
+    path = _check_file(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path), device=str(map_location))
+        except Exception as exc:
+            raise RuntimeError(f"cannot read safetensors file '{path}': {exc}") from exc
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise RuntimeError(
+            f"'{path}' holds Python objects besides tensors, so it is not loaded as a pretrained weight file. "
+            "If it is a checkpoint written by this codebase's training, use it as `load_from`/`--resume` "
+            f"(loaded with soma.utils.load_trusted_checkpoint). Detail: {str(exc).splitlines()[0]}"
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise RuntimeError(f"cannot read checkpoint '{path}' (truncated or not a torch file?): {exc}") from exc
+
+
+def load_trusted_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
+    """Load a checkpoint written by this codebase (full unpickling: only for files you trust).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        RuntimeError: the file is truncated or not a torch checkpoint.
+    """
+    path = _check_file(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError) as exc:
+        raise RuntimeError(f"cannot read checkpoint '{path}' (truncated or not a torch file?): {exc}") from exc
+
+
+def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the target folder, then rename: a kill never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load_local_trusted(filename: str, map_location: Any = None) -> Any:
+    return load_trusted_checkpoint(filename, map_location=map_location or "cpu")
+
+
+def register_trusted_local_loader() -> None:
+    """Route mmengine's local checkpoint loading (``load_from``, ``resume``) through the trusted loader."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    CheckpointLoader.register_scheme(prefixes="", loader=_load_local_trusted, force=True)
