@@ -53,3 +53,16 @@ def test_train_step_lowers_loss_and_slide_test(backbone_type, tiny_segmentor_con
     with torch.no_grad():
         results = model.test_step(test_batch)
     assert results[0].pred_sem_seg.data.shape == (1, 96, 96)
+
+
+def test_every_trainable_parameter_gets_a_gradient(tiny_segmentor_config):
+    """DDP runs without find_unused_parameters only if no trainable parameter is left out of the graph."""
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_segmentor_config())
+    model.init_weights()
+    model.train()
+    data = model.data_preprocessor(make_batch(), True)
+    loss, _ = model.parse_losses(model(**data, mode="loss"))
+    loss.backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused, unused
