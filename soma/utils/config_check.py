@@ -42,6 +42,8 @@ def registered_type_names() -> dict[str, frozenset[str]]:
 
     register_seg(init_default_scope=False)
     register_det(init_default_scope=False)
+    import mmdet.visualization  # noqa: F401  (not imported by register_all_modules)
+    import mmseg.visualization  # noqa: F401
     names: dict[str, frozenset[str]] = {}
     for scope, module in zip(_SCOPES, (mmengine.registry, mmseg.registry, mmdet.registry)):
         names[scope] = frozenset(n for reg in _registries(module) for n in reg.module_dict)
