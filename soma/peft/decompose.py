@@ -15,10 +15,12 @@ from typing import Literal
 
 import torch
 
-try:  # optional: a subset eigensolver, 3x faster than a full eigh for the few pairs SoMA needs
+try:  # optional: LAPACK's subset eigensolver (3x faster than a full eigh for the r pairs SoMA needs) and
+    # BLAS syrk (half the flops of a general product for a Gram matrix)
+    from scipy.linalg import blas as _blas
     from scipy.linalg import eigh as _scipy_eigh
 except ImportError:  # soma.peft needs only torch
-    _scipy_eigh = None
+    _blas = _scipy_eigh = None
 
 # Measured with tools/benchmark/svd_init.py on 2 CPU cores (ViT-L shapes, 96 layers): "gram" is faster on CPU.
 # On CUDA, float64 eigh and svd are both slow and unmeasured here, so "auto" keeps the reference "svd".
@@ -60,7 +62,7 @@ def svd_components(
         return u[:, keep], s[keep], vh[keep]
     transposed = rows < cols  # decompose the Gram matrix of the smaller side
     a = w.T if transposed else w  # (m, n) with m >= n
-    eigvals, eigvecs = _extreme_eigenpairs(a.T @ a, r, which)
+    eigvals, eigvecs = _gram_eigenpairs(a, r, which)
     eigvals, eigvecs = eigvals.flip(0), eigvecs.flip(1)  # descending like svd
     s = eigvals.clamp_min(0).sqrt()
     v = eigvecs  # (n, r)
@@ -70,12 +72,15 @@ def svd_components(
     return u, s, v.T
 
 
-def _extreme_eigenpairs(gram: torch.Tensor, r: int, which: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The r smallest (minor) or largest (principal) eigenpairs of a symmetric matrix, ascending."""
-    n = gram.shape[0]
+def _gram_eigenpairs(a: torch.Tensor, r: int, which: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The r smallest (minor) or largest (principal) eigenpairs of ``aᵀa`` (float64), ascending."""
+    n = a.shape[1]
     low, high = (n - r, n - 1) if which == "principal" else (0, r - 1)
-    if gram.device.type == "cpu" and _scipy_eigh is not None:
-        values, vectors = _scipy_eigh(gram.numpy(), subset_by_index=[low, high], driver="evr")
+    if a.device.type == "cpu" and _scipy_eigh is not None:
+        x = a.numpy()
+        # syrk fills the upper triangle of aᵀa; pass whichever orientation of `a` is Fortran-ordered (no copy).
+        gram = _blas.dsyrk(1.0, x, trans=1) if x.flags.f_contiguous else _blas.dsyrk(1.0, x.T, trans=0)
+        values, vectors = _scipy_eigh(gram, lower=False, subset_by_index=[low, high], driver="evr")
         return torch.from_numpy(values), torch.from_numpy(vectors)
-    values, vectors = torch.linalg.eigh(gram)
+    values, vectors = torch.linalg.eigh(a.T @ a)
     return values[low:high + 1], vectors[:, low:high + 1]
