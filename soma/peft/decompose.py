@@ -80,7 +80,8 @@ def _gram_eigenpairs(a: torch.Tensor, r: int, which: str) -> tuple[torch.Tensor,
         x = a.numpy()
         # syrk fills the upper triangle of aᵀa; pass whichever orientation of `a` is Fortran-ordered (no copy).
         gram = _blas.dsyrk(1.0, x, trans=1) if x.flags.f_contiguous else _blas.dsyrk(1.0, x.T, trans=0)
-        values, vectors = _scipy_eigh(gram, lower=False, subset_by_index=[low, high], driver="evr")
+        values, vectors = _scipy_eigh(gram, lower=False, subset_by_index=[low, high], driver="evr",
+                                     check_finite=False)
         return torch.from_numpy(values), torch.from_numpy(vectors)
     values, vectors = torch.linalg.eigh(a.T @ a)
     return values[low:high + 1], vectors[:, low:high + 1]

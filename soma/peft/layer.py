@@ -107,22 +107,22 @@ class SoMALinear(nn.Module):
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
             self.initialized = True
             return
-        weight = self.base_layer.weight.to(torch.float64) + self.delta_weight().to(torch.float64)
-        rows = self.out_features // self.splits
-        a_parts, b_parts = [], []
-        for index in range(self.splits):
-            u, s, vh = svd_components(weight[index * rows:(index + 1) * rows], self.r, self.init, self.svd_method)
-            root = (s / self.scale).sqrt()
-            a_parts.append(root[:, None] * vh)
-            b_parts.append(u * root[None, :])
-        a, b = torch.cat(a_parts), torch.cat(b_parts)
+        weight = self.base_layer.weight.to(torch.float64)
+        if self.lora_B.any():  # re-initialising (or loaded adapters): decompose residual + adapter
+            weight += self.delta_weight().to(torch.float64)
         dtype = self.base_layer.weight.dtype
-        self.lora_A.copy_(a.to(dtype))
-        self.lora_B.copy_(b.to(dtype))
-        # The residual is computed from the *cast* adapters so that residual + delta reproduces W as well as
-        # the layer dtype allows.
-        delta = self.delta_weight().to(torch.float64)
-        self.base_layer.weight.copy_((weight - delta).to(dtype))
+        rows = self.out_features // self.splits
+        for index in range(self.splits):
+            part = slice(index * rows, (index + 1) * rows)
+            u, s, vh = svd_components(weight[part], self.r, self.init, self.svd_method)
+            root = (s / self.scale).sqrt()
+            self.lora_A[index * self.r:(index + 1) * self.r] = (root[:, None] * vh).to(dtype)
+            self.lora_B[part] = (u * root[None, :]).to(dtype)
+            # The residual comes from the adapters *as stored* (in the layer dtype), so that residual + delta
+            # reproduces W as closely as that dtype allows.
+            a = self.lora_A[index * self.r:(index + 1) * self.r].to(torch.float64)
+            weight[part] = torch.addmm(weight[part], self.lora_B[part].to(torch.float64), a, alpha=-self.scale)
+        self.base_layer.weight.copy_(weight)
         self.initialized = True
 
     @torch.no_grad()
