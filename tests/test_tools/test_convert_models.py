@@ -99,3 +99,20 @@ def test_eva02_round_trip(tmp_path):
                      frozen=True, init_cfg=dict(type="Pretrained", checkpoint=str(dst)))
     backbone.init_weights()
     assert_same_features(backbone, reference, 56)
+
+
+def test_register_token_release_needs_the_matching_backbone(tmp_path):
+    torch.manual_seed(0)
+    reg = randomized(timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, num_classes=0,
+                                       img_size=56, **DINOV2_TINY))
+    dst = tmp_path / "reg4.pth"
+    torch.save(reg.state_dict(), tmp_path / "src.pth")
+    assert convert_dinov2.main([str(tmp_path / "src.pth"), str(dst)]) == 0
+    assert torch.load(dst, weights_only=True)["meta"]["register_tokens"] == 4
+    options = dict(arch="tiny", img_size=56, patch_size=14, out_indices=(0, 1, 2, 3), out_scales=None, frozen=True,
+                   init_cfg=dict(type="Pretrained", checkpoint=str(dst)))
+    with pytest.raises((KeyError, ValueError), match="register_tokens"):
+        DINOv2(**options).init_weights()  # never silently drop the register tokens
+    backbone = DINOv2(register_tokens=4, **options)
+    backbone.init_weights()
+    assert_same_features(backbone, reg, 56)

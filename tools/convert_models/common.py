@@ -30,6 +30,8 @@ class Family:
     checkpoint_filter: Callable[[dict, torch.nn.Module], dict]
     native_patch: int
     example_key: str  # a key every checkpoint of the family has, for the error message
+    # Backbone options read off the weights (e.g. DINOv2's register tokens); recorded in the meta data.
+    detect_options: Callable[[dict], dict] = lambda state: {}
 
 
 def unwrap(state: dict) -> dict[str, torch.Tensor]:
@@ -80,7 +82,7 @@ def native_img_size(state: dict[str, torch.Tensor], patch: int, prefix_tokens: i
     raise ValueError(f"position embedding with {pos.shape[1]} tokens is not a square grid.")
 
 
-def convert(family: Family, src: Path, dst: Path, arch: str | None = None, **backbone_kwargs) -> dict:
+def convert(family: Family, src: Path, dst: Path, arch: str | None = None) -> dict:
     """Convert ``src`` (release or timm layout) into SoMA's format at ``dst``; returns the meta data.
 
     Raises:
@@ -90,6 +92,7 @@ def convert(family: Family, src: Path, dst: Path, arch: str | None = None, **bac
 
     state = unwrap(load_weights(src))
     arch = infer_arch(family, state, arch)
+    backbone_kwargs = family.detect_options(state)
     timm_name, kwargs, _ = family.backbone.arch_zoo[arch]
     if backbone_kwargs.get("register_tokens"):
         timm_name = timm_name.replace("_dinov2", "_reg4_dinov2")
@@ -121,13 +124,12 @@ def build_parser(family: Family, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def run(family: Family, parser: argparse.ArgumentParser, argv: Sequence[str] | None, **extra) -> int:
-    """Parse ``argv``, convert, and turn user errors into a one-line message and exit code 1."""
-    args = parser.parse_args(argv)
+def main(family: Family, description: str, argv: Sequence[str] | None = None) -> int:
+    """Command line of a converter: convert, turning user errors into a one-line message and exit code 1."""
+    args = build_parser(family, description).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    options = {k: getattr(args, k) for k in extra}
     try:
-        convert(family, args.src, args.dst, args.arch, **options)
+        convert(family, args.src, args.dst, args.arch)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         log.error("error: %s", exc)
         return 1

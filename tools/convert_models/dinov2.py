@@ -16,25 +16,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script 
 from timm.models.vision_transformer import checkpoint_filter_fn  # noqa: E402
 
 from soma.models import DINOv2  # noqa: E402
-from tools.convert_models.common import Family, build_parser, run  # noqa: E402
+from tools.convert_models.common import Family  # noqa: E402
+from tools.convert_models.common import main as convert_main  # noqa: E402
 
 DINOV2 = Family(backbone=DINOv2, checkpoint_filter=checkpoint_filter_fn, native_patch=14,
-                example_key="blocks.0.attn.qkv.weight")
+                example_key="blocks.0.attn.qkv.weight",
+                detect_options=lambda state: {"register_tokens": 4 if {"register_tokens", "reg_token"} & set(state)
+                                              else 0})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(DINOV2, __doc__.splitlines()[0])
-    parser.add_argument("--register-tokens", type=int, choices=(0, 4), default=None,
-                        help="default: 4 if the file has register tokens, else 0")
-    args, _ = parser.parse_known_args(argv)
-    if args.register_tokens is None and args.src.is_file():
-        from soma.utils import load_weights
-
-        from tools.convert_models.common import unwrap
-
-        keys = unwrap(load_weights(args.src)).keys()
-        parser.set_defaults(register_tokens=4 if {"register_tokens", "reg_token"} & set(keys) else 0)
-    return run(DINOV2, parser, argv, register_tokens=None)
+    return convert_main(DINOV2, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

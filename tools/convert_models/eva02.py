@@ -16,14 +16,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run as a script 
 from timm.models.eva import checkpoint_filter_fn  # noqa: E402
 
 from soma.models import EVA02  # noqa: E402
-from tools.convert_models.common import Family, build_parser, run  # noqa: E402
+from tools.convert_models.common import Family  # noqa: E402
+from tools.convert_models.common import main as convert_main  # noqa: E402
 
 EVA02_FAMILY = Family(backbone=EVA02, checkpoint_filter=checkpoint_filter_fn, native_patch=14,
                       example_key="blocks.0.attn.q_proj.weight")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run(EVA02_FAMILY, build_parser(EVA02_FAMILY, __doc__.splitlines()[0]), argv)
+    return convert_main(EVA02_FAMILY, __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

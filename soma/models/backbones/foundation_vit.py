@@ -12,6 +12,7 @@ silently train something else.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -150,7 +151,13 @@ class FoundationViT(BaseModule):
         state = load_weights(checkpoint)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
-        state = self._checkpoint_filter(state)
+        try:
+            state = self._checkpoint_filter(state)
+        except (RuntimeError, ValueError, KeyError) as exc:  # e.g. a position embedding of another token layout
+            raise ValueError(
+                f"cannot adapt pretrained checkpoint '{checkpoint}' to {type(self).__name__}-{self.arch}: {exc}; "
+                "check the backbone options (arch, `register_tokens`) against the file."
+            ) from exc
         wrapped = {n for n, m in self.vit.named_modules() if isinstance(m, SoMALinear)}
         # A SoMA-wrapped Linear keeps the pretrained weight in `base_layer` until the SVD split.
         remapped = {}
@@ -168,7 +175,13 @@ class FoundationViT(BaseModule):
                 f"{self.arch} (e.g. {missing[:5]}); is it the right model family/size? Convert release files "
                 "with tools/convert_models/ (see checkpoints/README.md)."
             )
-        for key in missing + list(unexpected):
+        foreign = [k for k in unexpected if not self._is_unused_weight(k)]
+        if foreign:
+            raise KeyError(
+                f"pretrained checkpoint '{checkpoint}' has weights {type(self).__name__}-{self.arch} has no place "
+                f"for (e.g. {foreign[:5]}); check the backbone options (e.g. `register_tokens`) against the file."
+            )
+        for key in unexpected:
             remapped.pop(key, None)
         mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in remapped.items()
                       if v.shape != own[k].shape]
@@ -180,6 +193,13 @@ class FoundationViT(BaseModule):
             print_log(f"ignored {len(unexpected)} checkpoint weights this backbone does not use "
                       f"(pruned blocks/norm, heads): {unexpected[:8]}", logger="current")
         print_log(f"loaded pretrained {type(self).__name__}-{self.arch} weights from {checkpoint}", logger="current")
+
+    def _is_unused_weight(self, key: str) -> bool:
+        """A checkpoint weight of a part this backbone pruned or never has (later blocks, final norm, heads)."""
+        match = re.match(r"blocks\.(\d+)\.", key)
+        if match:
+            return int(match.group(1)) >= len(self.vit.blocks)
+        return key.split(".")[0] in ("norm", "fc_norm", "head", "head_drop", "mask_token", "lm_head")
 
     # ------------------------------------------------------------------ freezing
     def _find_first_trained_block(self) -> int:
