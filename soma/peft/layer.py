@@ -63,7 +63,6 @@ class SoMALinear(nn.Module):
         self.r, self.splits, self.init, self.svd_method = r, splits, init, svd_method
         self.scale = (alpha if alpha is not None else r) / r
         self.merged = False
-        self.initialized = False
         factory = dict(device=base_layer.weight.device, dtype=base_layer.weight.dtype)
         self.lora_A = nn.Parameter(torch.empty(splits * r, in_features, **factory))
         self.lora_B = nn.Parameter(torch.zeros(out_features, r, **factory))
@@ -103,9 +102,9 @@ class SoMALinear(nn.Module):
         if self.merged:
             raise RuntimeError("unmerge() the layer before re-initialising its adapter.")
         if self.init == "lora":
+            self.base_layer.weight += self.delta_weight().to(self.base_layer.weight.dtype)  # keep the function
             self.lora_B.zero_()
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
-            self.initialized = True
             return
         weight = self.base_layer.weight.to(torch.float64)
         if self.lora_B.any():  # re-initialising (or loaded adapters): decompose residual + adapter
@@ -123,7 +122,6 @@ class SoMALinear(nn.Module):
             a = self.lora_A[index * self.r:(index + 1) * self.r].to(torch.float64)
             weight[part] = torch.addmm(weight[part], self.lora_B[part].to(torch.float64), a, alpha=-self.scale)
         self.base_layer.weight.copy_(weight)
-        self.initialized = True
 
     @torch.no_grad()
     def merge(self) -> None:

@@ -177,7 +177,6 @@ def load_soma_state_dict(model: nn.Module, state: dict[str, Any]) -> nn.Module:
         layer.unmerge()
         for key, param in _trained_params(layer).items():
             param.copy_(state["adapters"][f"{name}.{key}"].to(param.dtype))
-        layer.initialized = True
         if was_merged:
             layer.merge()
     return model
