@@ -1,4 +1,5 @@
 """tools/train.py trains a config for a few iterations and writes a checkpoint that resumes."""
+import os
 import subprocess
 import sys
 
@@ -72,3 +73,17 @@ def test_misspelt_type_fails_before_building(tmp_path):
     result = run_train(config, tmp_path / "work")
     assert result.returncode != 0
     assert "Did you mean: 'CityscapesDataset'" in result.stderr
+
+
+def test_dist_train_two_cpu_processes(tmp_path):
+    make_cityscapes_like(tmp_path / "data")
+    config = tmp_path / "tiny_train.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data"))
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(29500 + os.getpid() % 1000), OMP_NUM_THREADS="1")
+    result = subprocess.run(["bash", str(REPO / "tools/dist_train.sh"), str(config), "2", "--work-dir",
+                             str(tmp_path / "work"), "--cfg-options", "train_cfg.max_iters=2"],
+                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "Distributed training: True" in log and "GPU number: 2" in log, log[-2000:]  # mmengine: processes
+    assert (tmp_path / "work" / "iter_2.pth").is_file()
