@@ -9,11 +9,10 @@ import argparse
 import os
 import os.path as osp
 
-import torch
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
-from soma.utils import check_config_types
+from soma.utils import check_config_types, use_cpu_distributed
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,22 +42,9 @@ def main() -> None:
         cfg.optim_wrapper.type = "AmpOptimWrapper"
         cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
     cfg.resume = args.resume
-    if args.launcher != "none" and not torch.cuda.is_available():
+    if args.launcher != "none":
         use_cpu_distributed(cfg)
     Runner.from_cfg(cfg).train()
-
-
-def use_cpu_distributed(cfg: Config) -> None:
-    """Distributed training without GPUs: gloo process group and a DDP wrapper for CPU modules.
-
-    mmengine's own initialisation always selects a CUDA device, so the process group is created here first
-    (the Runner then finds it initialised).
-    """
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        dist.init_process_group(backend="gloo")
-    cfg.model_wrapper_cfg = dict(type="CPUDistributedDataParallel")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,11 @@
 from .checkpoint import (load_trusted_checkpoint, load_weights, register_trusted_local_loader,
                          save_checkpoint_atomic)
 from .config_check import UnknownTypeError, check_config_types
+from .distributed import use_cpu_distributed
 
 __all__ = [
     "load_weights", "load_trusted_checkpoint", "save_checkpoint_atomic", "register_trusted_local_loader",
-    "check_config_types", "UnknownTypeError",
+    "check_config_types", "UnknownTypeError", "use_cpu_distributed",
 ]
 
 register_trusted_local_loader()

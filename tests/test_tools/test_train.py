@@ -87,3 +87,25 @@ def test_dist_train_two_cpu_processes(tmp_path):
     log = result.stdout + result.stderr
     assert "Distributed training: True" in log and "GPU number: 2" in log, log[-2000:]  # mmengine: processes
     assert (tmp_path / "work" / "iter_2.pth").is_file()
+
+
+def test_test_sh_prints_metrics_and_dist_test_agrees(tmp_path):
+    make_cityscapes_like(tmp_path / "data")
+    config = tmp_path / "tiny_train.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data"))
+    assert run_train(config, tmp_path / "work", "--cfg-options", "train_cfg.max_iters=2").returncode == 0
+    checkpoint = str(tmp_path / "work" / "iter_2.pth")
+    single = subprocess.run(["bash", str(REPO / "tools/test.sh"), str(config), checkpoint, "1", "--work-dir",
+                             str(tmp_path / "test1")], capture_output=True, text=True, cwd=REPO, timeout=600,
+                            env=dict(os.environ, PYTHON=sys.executable))
+    assert single.returncode == 0, single.stderr[-3000:]
+    assert "mIoU" in single.stdout and "metric" in single.stdout
+    env = dict(os.environ, PYTHON=sys.executable, PORT=str(30500 + os.getpid() % 1000), OMP_NUM_THREADS="1")
+    dist = subprocess.run(["bash", str(REPO / "tools/dist_test.sh"), str(config), checkpoint, "2", "--work-dir",
+                           str(tmp_path / "test2")], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert dist.returncode == 0, dist.stderr[-3000:]
+    import json
+
+    one = json.loads((tmp_path / "test1" / "metrics.json").read_text())
+    two = json.loads((tmp_path / "test2" / "metrics.json").read_text())
+    assert abs(one["mIoU"] - two["mIoU"]) < 1e-6  # the 2-process evaluation collects every image once

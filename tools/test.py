@@ -1,0 +1,79 @@
+"""Evaluate a checkpoint on the test set(s) of a config with mmengine's Runner and print the metrics.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--tta] [--show-dir DIR] [--cfg-options ...]
+    bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+
+from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
+from mmengine.runner import Runner
+
+from soma.utils import check_config_types, use_cpu_distributed
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Evaluate a SoMA checkpoint.")
+    parser.add_argument("config", help="config file")
+    parser.add_argument("checkpoint", help="checkpoint written by tools/train.py (or merged by the adapter tools)")
+    parser.add_argument("--work-dir", help="where logs and the metrics JSON go (default: work_dirs/CONFIG_NAME)")
+    parser.add_argument("--tta", action="store_true", help="test-time augmentation of the config (`tta_model`)")
+    parser.add_argument("--show-dir", help="save prediction visualisations under WORK_DIR/timestamp/SHOW_DIR")
+    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: a.b=value")
+    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
+    args = parser.parse_args()
+    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
+    return args
+
+
+def as_number(value: object) -> object:
+    """Metrics come as numpy scalars; JSON and the table want Python numbers."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    """A two-column table of the metrics, one per line."""
+    width = max((len(k) for k in metrics), default=6)
+    lines = [f"{'metric':{width}s}  value", f"{'-' * width}  ------"]
+    lines += [f"{k:{width}s}  {v:.2f}" if isinstance(v, float) else f"{k:{width}s}  {v}" for k, v in metrics.items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = parse_args()
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    check_config_types(cfg)
+    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
+        "work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = args.checkpoint
+    if args.tta:
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    if args.show_dir:
+        visualization = cfg.default_hooks.visualization
+        visualization.update(draw=True, interval=1)
+        cfg.visualizer.save_dir = args.show_dir
+    if args.launcher != "none":
+        use_cpu_distributed(cfg)
+    metrics = {k: as_number(v) for k, v in Runner.from_cfg(cfg).test().items()}
+    if is_main_process():
+        print(format_metrics(metrics))
+        with open(osp.join(cfg.work_dir, "metrics.json"), "w") as f:
+            json.dump(dict(metrics, checkpoint=args.checkpoint, tta=args.tta), f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
