@@ -59,6 +59,8 @@ def main() -> None:
         "work_dirs", osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = args.checkpoint
     if args.tta:
+        if "tta_pipeline" not in cfg or "tta_model" not in cfg:
+            raise SystemExit(f"--tta needs `tta_pipeline` and `tta_model` in {args.config}; this config has none.")
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
