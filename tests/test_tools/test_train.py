@@ -109,3 +109,37 @@ def test_test_sh_prints_metrics_and_dist_test_agrees(tmp_path):
     one = json.loads((tmp_path / "test1" / "metrics.json").read_text())
     two = json.loads((tmp_path / "test2" / "metrics.json").read_text())
     assert abs(one["mIoU"] - two["mIoU"]) < 1e-6  # the 2-process evaluation collects every image once
+
+
+def test_exported_backbone_loads_into_plain_timm(tmp_path):
+    import timm
+    import torch
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    from soma.peft import soma_layers
+    from tools.export_backbone import export_backbone
+
+    make_cityscapes_like(tmp_path / "data")
+    config = tmp_path / "tiny_train.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data"))
+    assert run_train(config, tmp_path / "work", "--cfg-options", "train_cfg.max_iters=2").returncode == 0
+    checkpoint = tmp_path / "work" / "iter_2.pth"
+    meta = export_backbone(str(config), str(checkpoint), str(tmp_path / "backbone.pth"))
+    assert meta["merged_layers"] == 8
+
+    saved = torch.load(tmp_path / "backbone.pth", weights_only=True)
+    plain = timm.create_model(meta["timm_model"], pretrained=False, num_classes=0, patch_size=meta["patch_size"],
+                              img_size=meta["img_size"], dynamic_img_size=True, embed_dim=64, depth=4, num_heads=2)
+    plain.load_state_dict(saved["state_dict"], strict=False)  # the unused final norm was pruned
+    cfg = Config.fromfile(str(config))
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    model.load_state_dict(torch.load(checkpoint, weights_only=False)["state_dict"])
+    assert soma_layers(model.backbone.vit)  # the trained model still has its adapters, unmerged
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ours = model.backbone.eval().forward_intermediates(x)
+        theirs = plain.eval().forward_intermediates(x, indices=[0, 1, 2, 3], intermediates_only=True)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)

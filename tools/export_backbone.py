@@ -1,0 +1,59 @@
+"""Export the fine-tuned backbone as a plain timm state dict, SoMA adapters merged into the weights.
+
+    python tools/export_backbone.py CONFIG CHECKPOINT OUT.pth
+
+The result loads into ``timm.create_model(<meta timm_model>, patch_size=..., img_size=..., num_classes=0)``
+without any SoMA code (blocks pruned by ``out_indices`` and an unused final norm are not part of it; load with
+``strict=False`` or build the timm model with the same depth).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from mmengine.config import Config  # noqa: E402
+from mmengine.runner import load_checkpoint  # noqa: E402
+from mmseg.registry import MODELS  # noqa: E402
+from mmseg.utils import register_all_modules  # noqa: E402
+
+from soma.peft import soma_layers, unload_soma  # noqa: E402
+from soma.utils import check_config_types, save_checkpoint_atomic  # noqa: E402
+
+
+def export_backbone(config: str, checkpoint: str, out: str) -> dict:
+    """Build the model of ``config``, load ``checkpoint``, merge the adapters and save the backbone's weights.
+
+    Returns:
+        The meta data saved next to the state dict (timm model name, patch and image size).
+    """
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(config)
+    check_config_types(cfg)
+    cfg.model.backbone.init_cfg = None  # the checkpoint holds every weight, pretrained ones included
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, checkpoint, map_location="cpu", strict=True)
+    vit = model.backbone.vit
+    adapted = len(soma_layers(vit))
+    unload_soma(vit, merge=True)
+    meta = dict(timm_model=vit.default_cfg.get("architecture"), patch_size=vit.patch_embed.patch_size[0],
+                img_size=vit.patch_embed.img_size[0], depth=len(vit.blocks), merged_layers=adapted,
+                source=str(checkpoint))
+    save_checkpoint_atomic({"state_dict": vit.state_dict(), "meta": meta}, out)
+    return meta
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("checkpoint")
+    parser.add_argument("out")
+    args = parser.parse_args()
+    meta = export_backbone(args.config, args.checkpoint, args.out)
+    print(f"wrote {args.out}: {meta}")
+
+
+if __name__ == "__main__":
+    main()
