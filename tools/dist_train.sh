@@ -1,17 +1,3 @@
 #!/usr/bin/env bash
-# Distributed training with torchrun: bash tools/dist_train.sh CONFIG GPUS [train.py options]
-# NNODES, NODE_RANK, PORT and MASTER_ADDR come from the environment (defaults: one node, port 29500).
-# On a machine without GPUs the processes use the gloo backend on CPU.
-CONFIG=$1
-GPUS=$2
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-"127.0.0.1"}
-PYTHON=${PYTHON:-python}
-
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" --node_rank="$NODE_RANK" --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" --master_port="$PORT" \
-    "$(dirname "$0")/train.py" "$CONFIG" --launcher pytorch "${@:3}"
+# Distributed training: bash tools/dist_train.sh CONFIG GPUS [train.py options]  (see tools/torchrun.sh)
+bash "$(dirname "$0")/torchrun.sh" "$(dirname "$0")/train.py" "$2" "$1" "${@:3}"

@@ -7,29 +7,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import os.path as osp
 
-from mmengine.config import Config, DictAction
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
-from soma.utils import check_config_types, use_cpu_distributed
+from soma.utils import add_runner_arguments, load_run_config
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Evaluate a SoMA checkpoint.")
     parser.add_argument("config", help="config file")
     parser.add_argument("checkpoint", help="checkpoint written by tools/train.py (or merged by the adapter tools)")
-    parser.add_argument("--work-dir", help="where logs and the metrics JSON go (default: work_dirs/CONFIG_NAME)")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation of the config (`tta_model`)")
     parser.add_argument("--show-dir", help="save prediction visualisations under WORK_DIR/timestamp/SHOW_DIR")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: a.b=value")
-    parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
-    args = parser.parse_args()
-    os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    return args
+    add_runner_arguments(parser, "where logs and the metrics JSON go")
+    return parser.parse_args()
 
 
 def as_number(value: object) -> object:
@@ -50,13 +43,7 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 def main() -> None:
     args = parse_args()
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
-    check_config_types(cfg)
-    cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
-        "work_dirs", osp.splitext(osp.basename(args.config))[0])
+    cfg = load_run_config(args)
     cfg.load_from = args.checkpoint
     if args.tta:
         if "tta_pipeline" not in cfg or "tta_model" not in cfg:
@@ -68,8 +55,6 @@ def main() -> None:
         visualization = cfg.default_hooks.visualization
         visualization.update(draw=True, interval=1)
         cfg.visualizer.save_dir = args.show_dir
-    if args.launcher != "none":
-        use_cpu_distributed(cfg)
     metrics = {k: as_number(v) for k, v in Runner.from_cfg(cfg).test().items()}
     if is_main_process():
         print(format_metrics(metrics))

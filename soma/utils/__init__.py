@@ -3,10 +3,12 @@ from .checkpoint import (load_trusted_checkpoint, load_weights, register_trusted
                          save_checkpoint_atomic)
 from .config_check import UnknownTypeError, check_config_types
 from .distributed import use_cpu_distributed
+from .run_config import add_runner_arguments, load_run_config
 
 __all__ = [
     "load_weights", "load_trusted_checkpoint", "save_checkpoint_atomic", "register_trusted_local_loader",
     "check_config_types", "UnknownTypeError", "use_cpu_distributed",
+    "add_runner_arguments", "load_run_config",
 ]
 
 register_trusted_local_loader()
