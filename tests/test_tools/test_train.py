@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from ..conftest import REPO
@@ -143,3 +144,50 @@ def test_exported_backbone_loads_into_plain_timm(tmp_path):
         theirs = plain.eval().forward_intermediates(x, indices=[0, 1, 2, 3], intermediates_only=True)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_extract_then_merge_adapter_reproduces_predictions(tmp_path):
+    import timm
+    import torch
+    from mmengine.config import Config
+    from mmseg.registry import MODELS
+
+    from soma.peft import soma_layers
+    from tools.extract_adapter import extract_adapter
+    from tools.merge_adapter import merge_adapter
+
+    torch.manual_seed(0)
+    base = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=56,
+                             embed_dim=64, depth=4, num_heads=2)
+    torch.save(base.state_dict(), tmp_path / "base.pth")
+    make_cityscapes_like(tmp_path / "data")
+    config = tmp_path / "tiny_train.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data") + (
+        f'model = dict(backbone=dict(init_cfg=dict(_delete_=True, type="Pretrained", '
+        f'checkpoint="{tmp_path / "base.pth"}")))\n'))
+    assert run_train(config, tmp_path / "work", "--cfg-options", "train_cfg.max_iters=2").returncode == 0
+    checkpoint = tmp_path / "work" / "iter_2.pth"
+
+    extract_adapter(str(config), str(checkpoint), str(tmp_path / "adapter.pth"))
+    assert (tmp_path / "adapter.pth").stat().st_size < checkpoint.stat().st_size / 2
+    merge_adapter(str(config), str(tmp_path / "adapter.pth"), str(tmp_path / "merged.pth"))
+
+    cfg = Config.fromfile(str(config))
+    cfg.model.backbone.init_cfg = None
+    trained = MODELS.build(cfg.model)
+    trained.load_state_dict(torch.load(checkpoint, weights_only=False)["state_dict"])
+    cfg.model.backbone.peft = None
+    merged = MODELS.build(cfg.model)
+    merged.load_state_dict(torch.load(tmp_path / "merged.pth", weights_only=True)["state_dict"])
+    assert not soma_layers(merged) and soma_layers(trained)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        metas = [dict(img_shape=(64, 64), pad_shape=(64, 64), ori_shape=(64, 64))]
+        torch.testing.assert_close(merged.eval().encode_decode(x, metas), trained.eval().encode_decode(x, metas),
+                                   atol=1e-4, rtol=1e-4)
+
+    other = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=56,
+                              embed_dim=64, depth=4, num_heads=2)  # another random base
+    torch.save(other.state_dict(), tmp_path / "base.pth")
+    with pytest.raises(ValueError, match="different base weights"):
+        merge_adapter(str(config), str(tmp_path / "adapter.pth"), str(tmp_path / "never.pth"))

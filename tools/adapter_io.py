@@ -1,0 +1,37 @@
+"""Adapter checkpoints: what tools/extract_adapter.py and tools/merge_adapter.py share."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import torch  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from mmseg.registry import MODELS  # noqa: E402
+from mmseg.utils import register_all_modules  # noqa: E402
+
+from soma.utils import check_config_types  # noqa: E402
+
+ADAPTER_FORMAT = "soma-adapter-v1"
+
+
+def build_model(config: str, pretrained: bool) -> torch.nn.Module:
+    """The config's model; with ``pretrained`` its backbone loads the base weights and takes the SVD split."""
+    register_all_modules(init_default_scope=True)
+    cfg = Config.fromfile(config)
+    check_config_types(cfg)
+    if not pretrained:
+        cfg.model.backbone.init_cfg = None  # a full checkpoint will provide every weight
+    elif not cfg.model.backbone.get("init_cfg"):
+        raise ValueError(f"{config} has no `model.backbone.init_cfg` checkpoint: merging needs the base weights "
+                         "the adapter was trained on.")
+    model = MODELS.build(cfg.model)
+    if pretrained:
+        model.backbone.init_weights()
+    return model
+
+
+def head_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Every weight outside the backbone (decode head, neck, ...): trained in full, so saved in full."""
+    return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
