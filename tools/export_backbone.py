@@ -14,13 +14,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from mmengine.config import Config  # noqa: E402
 from mmengine.runner import load_checkpoint  # noqa: E402
-from mmseg.registry import MODELS  # noqa: E402
-from mmseg.utils import register_all_modules  # noqa: E402
 
 from soma.peft import soma_layers, unload_soma  # noqa: E402
-from soma.utils import check_config_types, save_checkpoint_atomic  # noqa: E402
+from soma.utils import save_checkpoint_atomic  # noqa: E402
+from tools.model_loading import build_model  # noqa: E402
 
 
 def export_backbone(config: str, checkpoint: str, out: str) -> dict:
@@ -29,11 +27,7 @@ def export_backbone(config: str, checkpoint: str, out: str) -> dict:
     Returns:
         The meta data saved next to the state dict (timm model name, patch and image size).
     """
-    register_all_modules(init_default_scope=True)
-    cfg = Config.fromfile(config)
-    check_config_types(cfg)
-    cfg.model.backbone.init_cfg = None  # the checkpoint holds every weight, pretrained ones included
-    model = MODELS.build(cfg.model)
+    model = build_model(config, pretrained=False)  # the checkpoint holds every weight
     load_checkpoint(model, checkpoint, map_location="cpu", strict=True)
     vit = model.backbone.vit
     adapted = len(soma_layers(vit))

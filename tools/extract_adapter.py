@@ -17,7 +17,7 @@ from mmengine.runner import load_checkpoint  # noqa: E402
 
 from soma.peft import soma_state_dict  # noqa: E402
 from soma.utils import save_checkpoint_atomic  # noqa: E402
-from tools.adapter_io import ADAPTER_FORMAT, build_model, head_state  # noqa: E402
+from tools.model_loading import ADAPTER_FORMAT, build_model, head_state  # noqa: E402
 
 
 def extract_adapter(config: str, checkpoint: str, out: str) -> dict:

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from soma.peft import load_soma_state_dict, unload_soma  # noqa: E402
 from soma.utils import load_weights, save_checkpoint_atomic  # noqa: E402
-from tools.adapter_io import ADAPTER_FORMAT, build_model  # noqa: E402
+from tools.model_loading import ADAPTER_FORMAT, build_model  # noqa: E402
 
 
 def merge_adapter(config: str, adapter_path: str, out: str) -> None:

@@ -1,4 +1,4 @@
-"""Adapter checkpoints: what tools/extract_adapter.py and tools/merge_adapter.py share."""
+"""Building a config's model for the checkpoint tools (export_backbone, extract_adapter, merge_adapter)."""
 from __future__ import annotations
 
 import sys
