@@ -1,67 +1,128 @@
-"""Shared conversion of released ViT checkpoints into SoMA's backbone format.
+"""Shared machinery of the checkpoint converters (DINOv2, EVA02): released weights → SoMA's backbone format.
 
-Our format is the timm state dict of the family's timm model at its *native* patch size and grid (nothing
-resampled), saved as ``{"state_dict": ..., "meta": {...}}``. The backbones resample the patch embedding and
-position embedding to their own ``patch_size``/``img_size`` when they load it.
+    python tools/convert_models/dinov2.py SRC DST [--arch small|base|large|giant] [--register-tokens 0|4]
+    python tools/convert_models/eva02.py SRC DST [--arch tiny|small|base|large]
+
+Our format is ``{"state_dict": ..., "meta": {...}}``: the state dict of the family's timm model at its *native*
+patch size (14) and the grid of the file's own position embedding (518 px for the DINOv2 releases, 224 px for
+EVA-02), so nothing is resampled here. The backbones resample the patch and position embeddings to their own
+``patch_size``/``img_size`` when they load it (``FoundationViT.load_pretrained``).
+
+A conversion is: unwrap the containers (``model``/``module``/``state_dict``), recognise the family's key layout,
+read the arch (embedding width, depth) and options (DINOv2 register tokens) off the shapes and check them against
+the command line, run timm's own ``checkpoint_filter_fn`` for the family, load the result into the timm model
+(missing weights are an error, dropped ones are listed) and save atomically.
 """
 from __future__ import annotations
 
 import argparse
-import logging
+import functools
 import math
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from soma.models.backbones import FoundationViT
 from soma.utils import load_weights, save_checkpoint_atomic
 
-log = logging.getLogger("soma.convert")
+StateDict = dict[str, torch.Tensor]
+# Containers release files put around the weights, outermost first (timm's EVA filter prefers the EMA weights).
+CONTAINER_KEYS = ("model_ema", "model", "module", "state_dict")
+_BLOCK_INDEX = re.compile(r"^blocks\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class Option:
+    """A backbone option that changes the timm model and can be read off the weights (e.g. register tokens).
+
+    Args:
+        name: the backbone's keyword argument (``--name-with-dashes`` on the command line).
+        choices: the allowed values.
+        detect: reads the value from a state dict; raises ``ValueError`` for a value outside ``choices``.
+        help: command line help.
+    """
+
+    name: str
+    choices: tuple[int, ...]
+    detect: Callable[[Mapping[str, torch.Tensor]], int]
+    help: str = ""
 
 
 @dataclass(frozen=True)
 class Family:
-    """How to recognise and convert one model family."""
+    """How to recognise, name and convert the checkpoints of one backbone family.
+
+    Args:
+        backbone: the registered backbone; its ``arch_zoo`` gives the archs and their timm models.
+        checkpoint_filter: timm's ``checkpoint_filter_fn`` for the family (official → timm keys, resampling).
+        native_patch: the patch size of the released kernels.
+        native_img_size: the pretraining image size, used when the file has no position embedding to read it from.
+        signatures: key sets of the known layouts; a file is of the family if it has every key of one of them.
+        official_markers: keys only the official (non-timm) layout has; used to name the detected layout.
+        layouts: the accepted layouts in words, for error messages.
+        options: backbone options read off the weights (see :class:`Option`).
+        timm_model_name: timm model name of ``(arch's timm name, options)``; default: the arch's name.
+    """
 
     backbone: type[FoundationViT]
-    checkpoint_filter: Callable[[dict, torch.nn.Module], dict]
+    checkpoint_filter: Callable[[StateDict, torch.nn.Module], StateDict]
     native_patch: int
-    example_key: str  # a key every checkpoint of the family has, for the error message
-    # Backbone options read off the weights (e.g. DINOv2's register tokens); recorded in the meta data.
-    detect_options: Callable[[dict], dict] = lambda state: {}
+    native_img_size: int
+    signatures: tuple[frozenset[str], ...]
+    official_markers: tuple[str, ...]
+    layouts: str
+    options: tuple[Option, ...] = ()
+    timm_model_name: Callable[[str, Mapping[str, int]], str] = field(default=lambda name, options: name)
+
+    @property
+    def name(self) -> str:
+        """The family's name (the registered backbone's class name, e.g. ``"DINOv2"``)."""
+        return self.backbone.__name__
 
 
-def unwrap(state: dict) -> dict[str, torch.Tensor]:
-    """Strip the containers release files put around the weights."""
-    for key in ("model_ema", "model", "module", "state_dict"):
-        if isinstance(state.get(key), dict):
-            state = state[key]
-    return state
+# ---------------------------------------------------------------------------------------------------- reading
+def unwrap(obj: Any) -> StateDict:
+    """The tensor dict inside a loaded file, without the containers release files put around it.
+
+    Raises:
+        ValueError: the file holds no dict of tensors.
+    """
+    for key in CONTAINER_KEYS:
+        if isinstance(obj, Mapping) and isinstance(obj.get(key), Mapping):
+            obj = obj[key]
+    if not isinstance(obj, Mapping) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
+        found = sorted(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise ValueError(f"the file holds no state dict of tensors (looked inside {list(CONTAINER_KEYS)}); "
+                         f"found {found}.")
+    others = sorted(k for k, v in obj.items() if not isinstance(v, torch.Tensor))
+    if others:
+        print(f"ignoring {len(others)} non-tensor entries: {others[:8]}")
+    return {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
 
 
-def infer_arch(family: Family, state: dict[str, torch.Tensor], arch: str | None) -> str:
-    """The arch whose embedding width and depth match the weights; refuses a contradicting ``arch``."""
-    patch_keys = [k for k in state if k.endswith("patch_embed.proj.weight")]
-    block_ids = {int(m.group(1)) for k in state if (m := re.search(r"(?:^|\.)blocks\.(\d+)\.", k))}
-    if not patch_keys or not block_ids:
-        raise ValueError(f"not a {family.backbone.__name__} checkpoint: expected keys like "
-                         f"'patch_embed.proj.weight' and '{family.example_key}', found e.g. {sorted(state)[:5]}.")
-    width, depth = state[patch_keys[0]].shape[0], max(block_ids) + 1
-    candidates = list(family.backbone.arch_zoo)
-    matches = [name for name in candidates if _arch_shape(family, name) == (width, depth)]
-    if not matches:
-        raise ValueError(f"no {family.backbone.__name__} arch has width {width} and depth {depth}; "
-                         f"known archs: {candidates}.")
-    if arch is not None and arch not in matches:
-        raise ValueError(f"`--arch {arch}` contradicts the weights (width {width}, depth {depth} → {matches[0]}).")
-    return arch or matches[0]
+def detect_layout(family: Family, state: Mapping[str, torch.Tensor]) -> str:
+    """``"official"`` or ``"timm"``: which of the family's key layouts ``state`` has.
+
+    Raises:
+        ValueError: ``state`` has none of the family's layouts (e.g. a ResNet or Swin checkpoint).
+    """
+    keys = set(state)
+    if not any(signature <= keys for signature in family.signatures):
+        expected = " or ".join(str(sorted(signature)) for signature in family.signatures)
+        article = "an" if family.name[0] in "AEIOU" else "a"
+        raise ValueError(f"not {article} {family.name} checkpoint: expected keys like {expected} "
+                         f"({family.layouts}); found e.g. {sorted(keys)[:6]}.")
+    return "official" if any(marker in keys for marker in family.official_markers) else "timm"
 
 
-def _arch_shape(family: Family, arch: str) -> tuple[int, int]:
-    """(embedding width, depth) of an arch, from its timm model built on the meta device."""
+@functools.lru_cache(maxsize=None)
+def arch_shape(family: Family, arch: str) -> tuple[int, int]:
+    """(embedding width, depth) of ``arch``, from its timm model built on the meta device (no memory, no init)."""
     import timm
 
     timm_name, kwargs, _ = family.backbone.arch_zoo[arch]
@@ -70,67 +131,185 @@ def _arch_shape(family: Family, arch: str) -> tuple[int, int]:
     return model.embed_dim, len(model.blocks)
 
 
-def native_img_size(state: dict[str, torch.Tensor], patch: int, prefix_tokens: int) -> int | None:
-    """Image size whose patch grid matches the stored absolute position embedding (so nothing is resized)."""
-    pos = next((v for k, v in state.items() if k.endswith("pos_embed") and v.dim() == 3), None)
-    if pos is None:
-        return None
-    for prefix in (prefix_tokens, 0):
-        grid = math.isqrt(pos.shape[1] - prefix)
-        if grid * grid == pos.shape[1] - prefix:
-            return grid * patch
-    raise ValueError(f"position embedding with {pos.shape[1]} tokens is not a square grid.")
-
-
-def convert(family: Family, src: Path, dst: Path, arch: str | None = None) -> dict:
-    """Convert ``src`` (release or timm layout) into SoMA's format at ``dst``; returns the meta data.
+def infer_arch(family: Family, state: Mapping[str, torch.Tensor], arch: str | None = None) -> str:
+    """The arch whose embedding width and depth match the weights; checks a given ``arch`` against them.
 
     Raises:
-        ValueError: unknown key layout, contradicting ``arch``, or weights the model needs are missing.
+        ValueError: no arch has these shapes, or ``arch`` contradicts them.
+    """
+    width = state["patch_embed.proj.weight"].shape[0]
+    depth = 1 + max(int(m.group(1)) for k in state if (m := _BLOCK_INDEX.match(k)))
+    matches = [name for name in family.backbone.arch_zoo if arch_shape(family, name) == (width, depth)]
+    if not matches:
+        known = {name: arch_shape(family, name) for name in family.backbone.arch_zoo}
+        raise ValueError(f"no {family.name} arch has embedding width {width} and depth {depth}; "
+                         f"known (width, depth): {known}.")
+    if arch is not None and arch not in matches:
+        raise ValueError(f"`--arch {arch}` contradicts the weights: embedding width {width} and depth {depth} "
+                         f"are {family.name}-{matches[0]}, not {arch} {arch_shape(family, arch)}.")
+    return arch or matches[0]
+
+
+def resolve_options(family: Family, state: Mapping[str, torch.Tensor],
+                    given: Mapping[str, int | None]) -> dict[str, int]:
+    """The family's options as read off the weights, checked against the values given on the command line.
+
+    Raises:
+        ValueError: a given value contradicts the weights.
+    """
+    options = {}
+    for option in family.options:
+        found = option.detect(state)
+        wanted = given.get(option.name)
+        if wanted is not None and wanted != found:
+            flag = "--" + option.name.replace("_", "-")
+            raise ValueError(f"`{flag} {wanted}` contradicts the weights, which have {option.name}={found}.")
+        options[option.name] = found
+    return options
+
+
+def native_img_size(family: Family, state: Mapping[str, torch.Tensor]) -> int:
+    """The image size whose patch grid matches the stored position embedding, so that nothing is resampled.
+
+    The embedding holds the grid, plus one class-token position in most layouts (not in timm's register-token
+    DINOv2, whose ``pos_embed`` covers the patches only).
+
+    Raises:
+        ValueError: the position embedding is not a square grid (with or without a class position).
+    """
+    pos = state.get("pos_embed")
+    if pos is None or pos.dim() != 3:
+        return family.native_img_size
+    for extra in (1, 0):
+        grid = math.isqrt(pos.shape[1] - extra)
+        if grid * grid == pos.shape[1] - extra:
+            return grid * family.native_patch
+    raise ValueError(f"`pos_embed` of shape {tuple(pos.shape)} is not a square patch grid.")
+
+
+# ---------------------------------------------------------------------------------------------------- checking
+def dropped_keys(source: Mapping[str, torch.Tensor], filtered: Mapping[str, torch.Tensor],
+                 unexpected: Sequence[str]) -> list[str]:
+    """Source keys that do not reach the model: removed by the filter, or kept but with no place in the model.
+
+    A key the filter merely renamed (``mlp.w12`` → ``mlp.fc1``, ``register_tokens`` → ``reg_token``) still
+    passes the same tensor on, so it is not counted as dropped.
+    """
+    passed_on = {id(v) for v in filtered.values()}
+    removed = [k for k in source if k not in filtered and id(source[k]) not in passed_on]
+    return sorted(set(removed) | set(unexpected))
+
+
+def check_against_model(family: Family, model: torch.nn.Module, filtered: Mapping[str, torch.Tensor],
+                        layout: str, src: Path) -> list[str]:
+    """Check that ``filtered`` fills every weight of ``model`` with the right shape.
+
+    Returns:
+        The keys ``model`` has no place for (to be dropped).
+
+    Raises:
+        ValueError: weights are missing or have the wrong shape; the message names them and the expected layout.
+    """
+    own = model.state_dict()
+    missing = sorted(set(own) - set(filtered))
+    hint = f"detected the {layout} {family.name} layout; expected {family.layouts}"
+    if missing:
+        raise ValueError(f"'{src}' lacks {len(missing)} weights of {type(model).__name__} "
+                         f"{model.default_cfg.get('architecture')}: {missing[:10]} ({hint}).")
+    wrong = [f"{k}: {tuple(v.shape)} (model {tuple(own[k].shape)})" for k, v in filtered.items()
+             if k in own and v.shape != own[k].shape]
+    if wrong:
+        raise ValueError(f"'{src}' has {len(wrong)} weights of the wrong shape: {wrong[:5]} ({hint}).")
+    return sorted(set(filtered) - set(own))
+
+
+# ---------------------------------------------------------------------------------------------------- converting
+def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None = None,
+            **options: int | None) -> dict[str, Any]:
+    """Convert ``src`` (official or timm layout) into SoMA's format at ``dst``.
+
+    Args:
+        family: the model family.
+        src: the released/timm weight file (``.pth``, ``.pt``, ``.bin`` or ``.safetensors``).
+        dst: the output file; written only when the conversion succeeds.
+        arch: the expected arch; default: read off the weights.
+        **options: the family's options (e.g. ``register_tokens``); ``None`` or absent: read off the weights.
+
+    Returns:
+        The meta data saved with the weights.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist.
+        RuntimeError: ``src`` is not a readable torch/safetensors file.
+        ValueError: a foreign layout, an ``arch``/option that contradicts the weights, missing or misshapen weights.
     """
     import timm
 
+    src, dst = Path(src), Path(dst)
     state = unwrap(load_weights(src))
+    layout = detect_layout(family, state)
     arch = infer_arch(family, state, arch)
-    backbone_kwargs = family.detect_options(state)
-    timm_name, kwargs, _ = family.backbone.arch_zoo[arch]
-    if backbone_kwargs.get("register_tokens"):
-        timm_name = timm_name.replace("_dinov2", "_reg4_dinov2")
-    probe = timm.create_model(timm_name, pretrained=False, num_classes=0, **kwargs)
-    img_size = native_img_size(state, family.native_patch, probe.num_prefix_tokens)
-    model = timm.create_model(timm_name, pretrained=False, num_classes=0, patch_size=family.native_patch,
-                              **({"img_size": img_size} if img_size else {}), **kwargs)
-    filtered = family.checkpoint_filter(dict(state), model)
-    result = model.load_state_dict(filtered, strict=False)
-    if result.missing_keys:
-        raise ValueError(f"'{src}' lacks {len(result.missing_keys)} weights of {timm_name} "
-                         f"(e.g. {result.missing_keys[:5]}): is it a {family.backbone.__name__}-{arch} file?")
-    dropped = sorted(set(state) - set(filtered)) + list(result.unexpected_keys)
+    found = resolve_options(family, state, options)
+    timm_name = family.timm_model_name(family.backbone.arch_zoo[arch][0], found)
+    img_size = native_img_size(family, state)
+    print(f"{src.name}: {layout} {family.name} layout, arch {arch} ({timm_name}, {img_size} px at patch "
+          f"{family.native_patch}), {found or 'no options'}")
+
+    # Built on the meta device: loading with assign=True then moves the file's own tensors in, so a giant model
+    # costs no second copy or random initialisation.
+    with torch.device("meta"):
+        model = timm.create_model(timm_name, pretrained=False, num_classes=0, patch_size=family.native_patch,
+                                  img_size=img_size, **family.backbone.arch_zoo[arch][1])
+    filtered = family.checkpoint_filter(dict(state), model)  # a copy: timm's DINOv2 conversion pops keys
+    unexpected = check_against_model(family, model, filtered, layout, src)
+    model.load_state_dict({k: v for k, v in filtered.items() if k not in unexpected}, strict=True, assign=True)
+    dropped = dropped_keys(state, filtered, unexpected)
     if dropped:
-        log.warning("dropped %d keys the backbone does not use: %s", len(dropped), dropped[:10])
-    meta = dict(family=family.backbone.__name__, arch=arch, timm_model=timm_name, img_size=img_size,
-                patch_size=family.native_patch, source=Path(src).name, **backbone_kwargs)
-    save_checkpoint_atomic({"state_dict": model.state_dict(), "meta": meta}, dst)
-    log.info("wrote %s (%s-%s, %d tensors)", dst, family.backbone.__name__, arch, len(model.state_dict()))
+        print(f"dropped {len(dropped)} keys the backbone does not use: {dropped[:12]}")
+    changed = sorted(set(state) - set(filtered) - set(dropped))
+    if changed:
+        print(f"renamed {len(changed)} keys to timm's layout (e.g. {changed[:4]})")
+
+    meta = dict(family=family.name, timm_model=timm_name, arch=arch, source=src.name,
+                register_tokens=found.get("register_tokens", 0), layout=layout, patch_size=family.native_patch,
+                img_size=img_size)
+    # A tensor the filter sliced (DINOv2-reg4 `pos_embed[:, 1:]`) would drag its whole storage into the file.
+    weights = {k: v if v.untyped_storage().nbytes() == v.numel() * v.element_size() else v.clone()
+               for k, v in model.state_dict().items()}
+    save_checkpoint_atomic({"state_dict": weights, "meta": meta}, dst)
+    print(f"wrote {dst} ({len(weights)} tensors, {sum(v.numel() for v in weights.values()) / 1e6:.1f}M values)")
     return meta
 
 
+# ---------------------------------------------------------------------------------------------------- command line
 def build_parser(family: Family, description: str) -> argparse.ArgumentParser:
-    """The command line shared by the converters."""
+    """The command line shared by the converters: ``SRC DST [--arch ARCH]`` plus the family's options."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("src", type=Path, help="release checkpoint (.pth/.pt/.bin) or timm state dict (.safetensors)")
-    parser.add_argument("dst", type=Path, help="output file, e.g. checkpoints/dinov2_vitl14_converted.pth")
-    parser.add_argument("--arch", choices=sorted(family.backbone.arch_zoo), help="checked against the weights")
+    parser.add_argument("src", type=Path, help="official release or timm state dict (.pth/.pt/.bin/.safetensors)")
+    parser.add_argument("dst", type=Path, help="output file, e.g. checkpoints/<name>_converted.pth")
+    parser.add_argument("--arch", choices=list(family.backbone.arch_zoo),
+                        help="expected arch; default: read off the weights (an error if they disagree)")
+    for option in family.options:
+        parser.add_argument("--" + option.name.replace("_", "-"), type=int, choices=option.choices,
+                            help=f"{option.help}; default: read off the weights (an error if they disagree)")
     return parser
 
 
 def main(family: Family, description: str, argv: Sequence[str] | None = None) -> int:
-    """Command line of a converter: convert, turning user errors into a one-line message and exit code 1."""
-    args = build_parser(family, description).parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    """Run a converter's command line; user errors become one ``error:`` line on stderr and exit code 1.
+
+    Args:
+        family: the model family.
+        description: the ``--help`` description.
+        argv: the arguments; default: ``sys.argv[1:]``.
+
+    Returns:
+        The exit code: 0 on success, 1 on an error.
+    """
+    args = vars(build_parser(family, description).parse_args(argv))
     try:
-        convert(family, args.src, args.dst, args.arch)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        log.error("error: %s", exc)
+        convert(family, args.pop("src"), args.pop("dst"), **args)
+    except (FileNotFoundError, RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
