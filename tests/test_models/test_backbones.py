@@ -113,3 +113,16 @@ def test_large_trainable_parameter_count(cls, expected):
     else:  # EVA02-L: q/k/v/proj (1024→1024), SwiGLU fc1_g/fc1_x (1024→2730), fc2 (2730→1024), 16 blocks
         hidden = 2730
         assert summary.adapter == 16 * 16 * (4 * (1024 + 1024) + 3 * (1024 + hidden))
+
+
+def test_register_token_weights_need_the_matching_backbone(tmp_path):
+    """A DINOv2-reg4 file must not load into a backbone without register tokens (never silently drop them)."""
+    torch.manual_seed(0)
+    reg = timm.create_model("vit_small_patch14_reg4_dinov2", pretrained=False, num_classes=0, img_size=56,
+                            **TIMM_TINY[DINOv2][1])
+    torch.save(reg.state_dict(), tmp_path / "reg4.pth")
+    options = dict(arch="tiny", img_size=56, patch_size=14, out_scales=None, frozen=True,
+                   init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "reg4.pth")))
+    with pytest.raises((KeyError, ValueError), match="register_tokens"):
+        DINOv2(**options).init_weights()
+    DINOv2(register_tokens=4, **options).init_weights()
