@@ -8,7 +8,6 @@ without any SoMA code (blocks pruned by ``out_indices`` and an unused final norm
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from mmengine.runner import load_checkpoint  # noqa: E402
 
 from soma.peft import soma_layers, unload_soma  # noqa: E402
 from soma.utils import save_checkpoint_atomic  # noqa: E402
-from tools.model_loading import build_model  # noqa: E402
+from tools.model_loading import build_model, parse_config_input_output  # noqa: E402
 
 
 def export_backbone(config: str, checkpoint: str, out: str) -> dict:
@@ -40,11 +39,7 @@ def export_backbone(config: str, checkpoint: str, out: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config")
-    parser.add_argument("checkpoint")
-    parser.add_argument("out")
-    args = parser.parse_args()
+    args = parse_config_input_output(__doc__.splitlines()[0], "checkpoint")
     meta = export_backbone(args.config, args.checkpoint, args.out)
     print(f"wrote {args.out}: {meta}")
 

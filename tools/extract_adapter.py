@@ -7,7 +7,6 @@ checkpoint by tools/merge_adapter.py on the same base weights.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,7 +16,8 @@ from mmengine.runner import load_checkpoint  # noqa: E402
 
 from soma.peft import soma_state_dict  # noqa: E402
 from soma.utils import save_checkpoint_atomic  # noqa: E402
-from tools.model_loading import ADAPTER_FORMAT, build_model, head_state  # noqa: E402
+from tools.model_loading import (ADAPTER_FORMAT, build_model, head_state,  # noqa: E402
+                                 parse_config_input_output)
 
 
 def extract_adapter(config: str, checkpoint: str, out: str) -> dict:
@@ -31,11 +31,7 @@ def extract_adapter(config: str, checkpoint: str, out: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config")
-    parser.add_argument("checkpoint")
-    parser.add_argument("out")
-    args = parser.parse_args()
+    args = parse_config_input_output(__doc__.splitlines()[0], "checkpoint")
     adapter = extract_adapter(args.config, args.checkpoint, args.out)
     count = sum(v.numel() for v in adapter["backbone"]["adapters"].values())
     print(f"wrote {args.out}: {count:,} backbone adapter/bias values, {len(adapter['head'])} head tensors")

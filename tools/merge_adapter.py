@@ -8,7 +8,6 @@ weights is refused. The result has a plain backbone (no SoMA layers, no inferenc
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -16,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from soma.peft import load_soma_state_dict, unload_soma  # noqa: E402
 from soma.utils import load_weights, save_checkpoint_atomic  # noqa: E402
-from tools.model_loading import ADAPTER_FORMAT, build_model  # noqa: E402
+from tools.model_loading import ADAPTER_FORMAT, build_model, parse_config_input_output  # noqa: E402
 
 
 def merge_adapter(config: str, adapter_path: str, out: str) -> None:
@@ -36,11 +35,7 @@ def merge_adapter(config: str, adapter_path: str, out: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config")
-    parser.add_argument("adapter")
-    parser.add_argument("out")
-    args = parser.parse_args()
+    args = parse_config_input_output(__doc__.splitlines()[0], "adapter")
     merge_adapter(args.config, args.adapter, args.out)
     print(f"wrote {args.out}")
 

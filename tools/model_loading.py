@@ -1,6 +1,7 @@
 """Building a config's model for the checkpoint tools (export_backbone, extract_adapter, merge_adapter)."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -35,3 +36,14 @@ def build_model(config: str, pretrained: bool) -> torch.nn.Module:
 def head_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Every weight outside the backbone (decode head, neck, ...): trained in full, so saved in full."""
     return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
+
+
+def parse_config_input_output(description: str, input_name: str) -> argparse.Namespace:
+    """The command line shared by the checkpoint tools: ``CONFIG INPUT OUT``."""
+
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("config", help="the config the checkpoint was trained with")
+    parser.add_argument(input_name)
+    parser.add_argument("out", help="output file")
+    return parser.parse_args()
