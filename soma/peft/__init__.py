@@ -1,4 +1,9 @@
-"""SoMA adaptation for any ``nn.Module``, in pure PyTorch (arXiv:2412.04077).
+"""SoMA (Singular value decomposed Minor components Adaptation) for any ``nn.Module``, in pure PyTorch.
+
+Paper: "SoMA: Singular Value Decomposed Minor Components Adaptation for Domain Generalizable Representation
+Learning", arXiv:2412.04077. Layout follows peft's tuners/lora: :mod:`.config` (the dataclass), :mod:`.layer`
+(the adapted Linear), :mod:`.model` (injection, freezing, merging), :mod:`.state` (adapter state dicts) and
+:mod:`.decompose` (the exact float64 partial SVD).
 
 Example::
 
@@ -10,11 +15,23 @@ Example::
 from .config import SoMAConfig
 from .decompose import svd_components
 from .layer import SoMALinear
-from .model import (TrainableSummary, apply_soma, initialize_soma, load_soma_state_dict, merge_soma,
-                    soma_layers, soma_state_dict, trainable_parameters, unload_soma, unmerge_soma)
+from .model import (TrainableSummary, apply_soma, initialize_soma, merge_soma, soma_layers, trainable_parameters,
+                    unload_soma, unmerge_soma)
+from .state import load_soma_state_dict, soma_state_dict
 
 __all__ = [
-    "SoMAConfig", "SoMALinear", "apply_soma", "initialize_soma", "merge_soma", "unmerge_soma", "unload_soma",
-    "soma_layers", "soma_state_dict", "load_soma_state_dict", "trainable_parameters", "TrainableSummary",
+    "SoMAConfig",
+    "SoMALinear",
+    "apply_soma",
+    "merge_soma",
+    "unmerge_soma",
+    "unload_soma",
+    "soma_state_dict",
+    "load_soma_state_dict",
+    "trainable_parameters",
+    "TrainableSummary",
     "svd_components",
+    # also used by the backbones and tools: deferred SVD split, and the adapted layers by name
+    "initialize_soma",
+    "soma_layers",
 ]

@@ -1,4 +1,8 @@
-"""Configuration of SoMA adaptation (arXiv:2412.04077, §3)."""
+"""Configuration of SoMA adaptation: which linear layers are adapted, and how (arXiv:2412.04077, §3).
+
+Modelled on peft's ``LoraConfig``: a typed dataclass validated in ``__post_init__``, with per-layer choices
+(block range, ``rank_pattern``) expressed as data rather than code.
+"""
 from __future__ import annotations
 
 import re
@@ -9,27 +13,51 @@ INIT_MODES = ("minor", "principal", "lora")
 SVD_METHODS = ("auto", "gram", "svd")
 
 
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass; `r=True` is a typo, not a rank.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_regex(name: str, pattern: Any) -> re.Pattern:
+    if not isinstance(pattern, str):
+        raise ValueError(f"`{name}` must be a regex string, got {pattern!r}.")
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise ValueError(f"`{name}` is not a valid regex ({error}), got {pattern!r}.") from None
+
+
+def _name_matches(module_name: str, key: str) -> bool:
+    """Exact name or dotted suffix: ``"attn.qkv"`` matches ``"blocks.3.attn.qkv"`` but not ``"blocks.3.xattn.qkv"``."""
+    return module_name == key or module_name.endswith("." + key)
+
+
 @dataclass
 class SoMAConfig:
     """Which linear layers SoMA adapts, and how.
 
     Args:
-        r: rank of each adapter (per q/k/v slice for fused layers).
-        alpha: scaling numerator; ``scale = alpha / r``. ``None`` means ``alpha = r`` (scale 1).
+        r: rank of each adapter (per q/k/v slice for fused layers). Default: 16.
+        alpha: scaling numerator, ``scale = alpha / r``. ``None`` means ``alpha = r`` (scale 1).
         init: ``"minor"`` adapts the r smallest singular components (SoMA), ``"principal"`` the r largest
-            (PiSSA), ``"lora"`` is plain LoRA (Kaiming A, zero B, base weight untouched).
-        target_modules: module names matched exactly or as a dotted suffix (``"attn.qkv"`` matches
-            ``"blocks.3.attn.qkv"``); a single string is a regex matched against the full name.
-        fused_splits: targets whose name ends with a key are decomposed as that many equal output slices
-            (fused q/k/v), each with its own SVD and adapter, exactly as if they were separate layers.
-        start_block: only modules with a block index ``>= start_block`` are adapted (earlier blocks stay
-            frozen). Modules whose name has no block index are adapted regardless of the range.
+            (PiSSA), ``"lora"`` is plain LoRA (Kaiming-uniform A, zero B, base weight untouched).
+        target_modules: a tuple of module names, each matched exactly or as a dotted suffix (``"attn.qkv"``
+            matches ``"blocks.3.attn.qkv"``); a single string is one regex matched with ``re.fullmatch``
+            against the full module name.
+        fused_splits: targets whose name ends with a key (exactly or as a dotted suffix) are decomposed as
+            that many equal output slices (fused q/k/v), each with its own SVD and rank-r adapter, exactly as
+            if they were separate layers. Default: ``{"qkv": 3}``.
+        start_block: only modules whose name holds a block index ``>= start_block`` are adapted; earlier
+            blocks stay frozen without adapters.
         end_block: if set, only blocks ``< end_block`` are adapted.
-        block_pattern: regex whose group 1 is the block index in a module name.
-        rank_pattern: regex (searched in the module name) → rank override; rank 0 disables that module.
-        train_bias: biases of adapted layers are trained too.
-        svd_method: ``"gram"`` (float64 Gram matrix + eigh), ``"svd"`` (float64 ``torch.linalg.svd``) or
-            ``"auto"`` (the one measured faster on the layer's device).
+        block_pattern: regex whose group 1 is the block index in a module name. Modules whose name has no
+            block index (e.g. a head, or an ``nn.Sequential`` with ``target_modules=("0", "2")``) are adapted
+            regardless of ``start_block``/``end_block``.
+        rank_pattern: regex (``re.search`` on the module name) → rank override; the first matching entry
+            wins (as in peft). Rank 0 disables the adaptation of that module.
+        train_bias: the biases of adapted layers are trained too.
+        svd_method: ``"svd"`` (float64 ``torch.linalg.svd``), ``"gram"`` (float64 Gram matrix + symmetric
+            eigensolver) or ``"auto"`` (the one measured faster on the layer's device type).
     """
 
     r: int = 16
@@ -45,80 +73,112 @@ class SoMAConfig:
     svd_method: Literal["auto", "gram", "svd"] = "auto"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.r, int) or isinstance(self.r, bool) or self.r <= 0:
+        if not _is_int(self.r) or self.r <= 0:
             raise ValueError(f"`r` must be a positive int, got {self.r!r}.")
-        if self.alpha is not None and not self.alpha > 0:
-            raise ValueError(f"`alpha` must be positive or None (= r), got {self.alpha!r}.")
+        if self.alpha is not None and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float))
+                                       or not self.alpha > 0):
+            raise ValueError(f"`alpha` must be a positive number or None (meaning alpha = r), got {self.alpha!r}.")
         if self.init not in INIT_MODES:
             raise ValueError(f"`init` must be one of {INIT_MODES}, got {self.init!r}.")
         if self.svd_method not in SVD_METHODS:
             raise ValueError(f"`svd_method` must be one of {SVD_METHODS}, got {self.svd_method!r}.")
-        if isinstance(self.target_modules, list):
-            self.target_modules = tuple(self.target_modules)
-        if not self.target_modules:
-            raise ValueError("`target_modules` must name at least one module.")
-        if self.start_block < 0:
-            raise ValueError(f"`start_block` must be >= 0, got {self.start_block}.")
-        if self.end_block is not None and self.end_block <= self.start_block:
-            raise ValueError(f"`end_block` must be > `start_block` ({self.start_block}), got {self.end_block}.")
+        self._check_targets()
+        if not isinstance(self.fused_splits, dict):
+            raise ValueError(f"`fused_splits` must be a dict of name suffix -> slice count, got {self.fused_splits!r}.")
+        self.fused_splits = dict(self.fused_splits)  # a private copy: callers' dicts are not aliased
         for key, splits in self.fused_splits.items():
-            if not isinstance(splits, int) or splits < 1:
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"`fused_splits` keys must be non-empty module names, got {key!r}.")
+            if not _is_int(splits) or splits < 1:
                 raise ValueError(f"`fused_splits[{key!r}]` must be a positive int, got {splits!r}.")
+        if not _is_int(self.start_block) or self.start_block < 0:
+            raise ValueError(f"`start_block` must be an int >= 0, got {self.start_block!r}.")
+        if self.end_block is not None and (not _is_int(self.end_block) or self.end_block <= self.start_block):
+            raise ValueError(f"`end_block` must be None or an int > `start_block` ({self.start_block}), "
+                             f"got {self.end_block!r}.")
+        if _check_regex("block_pattern", self.block_pattern).groups < 1:
+            raise ValueError(f"`block_pattern` needs a capturing group for the block index, got {self.block_pattern!r}.")
+        if not isinstance(self.rank_pattern, dict):
+            raise ValueError(f"`rank_pattern` must be a dict of regex -> rank, got {self.rank_pattern!r}.")
+        self.rank_pattern = dict(self.rank_pattern)
         for pattern, rank in self.rank_pattern.items():
-            if not isinstance(rank, int) or rank < 0:
-                raise ValueError(f"`rank_pattern[{pattern!r}]` must be an int >= 0, got {rank!r}.")
-        re.compile(self.block_pattern)
+            _check_regex(f"rank_pattern[{pattern!r}]", pattern)
+            if not _is_int(rank) or rank < 0:
+                raise ValueError(f"`rank_pattern[{pattern!r}]` must be an int >= 0 (0 disables), got {rank!r}.")
+        if not isinstance(self.train_bias, bool):
+            raise ValueError(f"`train_bias` must be a bool, got {self.train_bias!r}.")
+
+    def _check_targets(self) -> None:
+        if isinstance(self.target_modules, str):
+            _check_regex("target_modules", self.target_modules)
+            return
+        if isinstance(self.target_modules, list):  # from JSON/YAML or to_dict()
+            self.target_modules = tuple(self.target_modules)
+        if (not isinstance(self.target_modules, tuple) or not self.target_modules
+                or not all(isinstance(t, str) and t for t in self.target_modules)):
+            raise ValueError("`target_modules` must be a non-empty tuple of module names or one regex string, "
+                             f"got {self.target_modules!r}.")
 
     @property
     def scale(self) -> float:
-        """``alpha / r`` for the default rank."""
+        """``alpha / r`` for the default rank ``r``."""
         return (self.alpha if self.alpha is not None else self.r) / self.r
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-data copy (for checkpoints and logs)."""
+        """Plain-data copy (JSON-friendly: tuples become lists) for checkpoints and logs."""
         data = asdict(self)
         if isinstance(data["target_modules"], tuple):
             data["target_modules"] = list(data["target_modules"])
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SoMAConfig":
-        """Build from a dict (config files, checkpoints); unknown keys raise ``ValueError``."""
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - valid)
+    def from_dict(cls, data: dict[str, Any]) -> SoMAConfig:
+        """Build from a dict (config files, checkpoints): the inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: ``data`` has keys that are not fields of this class.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a SoMA config must be a dict, got {type(data).__name__}.")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
         if unknown:
-            raise ValueError(f"unknown SoMA option(s) {unknown}; valid options are {sorted(valid)}.")
+            raise ValueError(f"unknown SoMA option(s) {unknown}; valid options are {valid}.")
         return cls(**data)
 
+    # ------------------------------------------------------------------ per-module rules
     def block_index(self, module_name: str) -> int | None:
-        """Block index in ``module_name`` according to ``block_pattern``, or ``None``."""
+        """The block index in ``module_name`` according to ``block_pattern``, or ``None``."""
         match = re.search(self.block_pattern, module_name)
         return int(match.group(1)) if match else None
 
-    def is_target(self, module_name: str) -> bool:
-        """Whether ``module_name`` is named by ``target_modules`` and lies in the block range."""
+    def is_named_target(self, module_name: str) -> bool:
+        """Whether ``target_modules`` names ``module_name`` (ignoring the block range)."""
         if isinstance(self.target_modules, str):
-            named = re.fullmatch(self.target_modules, module_name) is not None
-        else:
-            named = any(module_name == t or module_name.endswith("." + t) for t in self.target_modules)
-        if not named:
-            return False
+            return re.fullmatch(self.target_modules, module_name) is not None
+        return any(_name_matches(module_name, target) for target in self.target_modules)
+
+    def in_block_range(self, module_name: str) -> bool:
+        """Whether ``module_name`` lies in ``[start_block, end_block)``; names without a block index do."""
         index = self.block_index(module_name)
         if index is None:
             return True
         return index >= self.start_block and (self.end_block is None or index < self.end_block)
 
+    def is_target(self, module_name: str) -> bool:
+        """Whether ``module_name`` is named by ``target_modules`` and lies in the block range."""
+        return bool(module_name) and self.is_named_target(module_name) and self.in_block_range(module_name)
+
     def rank_for(self, module_name: str) -> int:
-        """Rank of ``module_name``: the last matching ``rank_pattern`` entry, else ``r``."""
-        rank = self.r
-        for pattern, value in self.rank_pattern.items():
+        """Rank of ``module_name``: the first matching ``rank_pattern`` entry, else ``r``."""
+        for pattern, rank in self.rank_pattern.items():
             if re.search(pattern, module_name):
-                rank = value
-        return rank
+                return rank
+        return self.r
 
     def splits_for(self, module_name: str) -> int:
-        """Number of fused output slices of ``module_name`` (1 if not fused)."""
-        for suffix, splits in self.fused_splits.items():
-            if module_name == suffix or module_name.endswith("." + suffix):
+        """Number of fused output slices of ``module_name`` (1 if it is not a fused layer)."""
+        for key, splits in self.fused_splits.items():
+            if _name_matches(module_name, key):
                 return splits
         return 1

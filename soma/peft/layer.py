@@ -1,10 +1,14 @@
 """``SoMALinear``: a frozen linear layer whose minor singular components are trainable (arXiv:2412.04077).
 
-For ``W = U S Vᴴ`` and rank r (``scale = alpha / r``), the r smallest triplets become the trainable pair
-``A = diag(√(S_r/scale)) Vᴴ_r`` (r × in) and ``B = U_r diag(√(S_r/scale))`` (out × r), and the base layer
-keeps the frozen residual ``W_res = W − scale·B A``. ``y = x W_resᵀ + b + scale·(x Aᵀ) Bᵀ`` therefore equals
-the pretrained output at initialisation. The layer wraps the original ``nn.Linear`` (``base_layer``), so
-unwrapping is exact and nothing is copied.
+For a pretrained weight ``W = U S Vᴴ``, rank r and ``scale = alpha / r`` (DESIGN §1.1): keep the r smallest
+triplets (``init="minor"``; ``"principal"`` keeps the r largest, PiSSA-style), set ``S_r ← S_r / scale`` and
+
+    A = diag(√S_r) Vᴴ_r   (r × in, trainable)      B = U_r diag(√S_r)   (out × r, trainable)
+    W_res = W − scale · B A                         (frozen, stored in the wrapped layer)
+
+so ``y = x W_resᵀ + b + scale·(x Aᵀ) Bᵀ`` equals the pretrained output at initialisation. ``init="lora"`` is
+plain LoRA (Kaiming-uniform A, zero B, W untouched). The layer wraps the original ``nn.Linear`` as
+``base_layer`` (peft's composition pattern), so nothing is copied and unwrapping is exact.
 """
 from __future__ import annotations
 
@@ -12,25 +16,48 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from .decompose import svd_components
+from .config import INIT_MODES
+from .decompose import resolve_method, svd_components
+
+
+def check_rank(r: int, out_features: int, in_features: int, splits: int = 1) -> None:
+    """Raise ``ValueError`` unless a ``Linear(in_features, out_features)`` can hold a rank-r adapter.
+
+    Each of the ``splits`` output slices needs ``0 < r < min(out_features / splits, in_features)``: at the full
+    rank the residual would be empty and "minor" and "principal" would be the same thing.
+    """
+    shape = f"Linear(in_features={in_features}, out_features={out_features})"
+    if isinstance(splits, bool) or not isinstance(splits, int) or splits < 1 or out_features % splits:
+        raise ValueError(f"`splits` must be a positive int dividing out_features={out_features} of {shape}, "
+                         f"got {splits!r}.")
+    limit = min(out_features // splits, in_features)
+    if isinstance(r, bool) or not isinstance(r, int) or not 0 < r < limit:
+        raise ValueError(f"`r` must satisfy 0 < r < min(out/splits, in) = {limit} for {shape} with "
+                         f"splits={splits}, got {r!r}.")
 
 
 class SoMALinear(nn.Module):
     """SoMA adapter around an ``nn.Linear``.
 
     Args:
-        base_layer: the pretrained linear layer (its weight becomes the frozen residual).
+        base_layer: the pretrained layer; its weight is replaced in place by the frozen residual.
         r: adapter rank (per output slice when ``splits > 1``).
-        alpha: scaling numerator, ``scale = alpha / r``; ``None`` means ``r``.
+        alpha: scaling numerator, ``scale = alpha / r``. Default: ``None`` (``alpha = r``).
         init: ``"minor"`` (SoMA), ``"principal"`` (PiSSA) or ``"lora"``.
-        splits: number of equal output slices decomposed separately (3 for a fused q/k/v projection); the
-            adapter is block-diagonal: slice i uses rows ``i*r:(i+1)*r`` of ``lora_A``.
-        train_bias: make the base layer's bias trainable.
+        splits: number of equal output slices decomposed separately (3 for a fused q/k/v projection). The
+            adapter is block-diagonal: rows ``i*r:(i+1)*r`` of ``lora_A`` pair with the rows of ``lora_B``
+            that belong to slice i, exactly as if the slices were separate layers.
+        train_bias: the base layer's bias is trainable.
         svd_method: ``"auto"``, ``"gram"`` or ``"svd"`` (see :mod:`soma.peft.decompose`).
-        initialize: take the decomposition now. ``False`` creates the adapter with ``B = 0`` (output
-            unchanged, base weight untouched) and defers the split to :meth:`initialize`, for models whose
-            pretrained weights are loaded after the structure is built.
+        initialize: take the decomposition now. ``False`` builds the adapter with ``B = 0`` (output unchanged,
+            base weight untouched) and defers the split to :meth:`initialize`, for models whose pretrained
+            weights are loaded after their structure is built.
+
+    Raises:
+        TypeError: ``base_layer`` is not an ``nn.Linear``.
+        ValueError: ``base_layer`` is already a ``SoMALinear``, or ``r``/``splits``/``init`` are invalid.
     """
 
     def __init__(
@@ -50,29 +77,27 @@ class SoMALinear(nn.Module):
         if not isinstance(base_layer, nn.Linear):
             raise TypeError(f"SoMA adapts nn.Linear layers only, got {type(base_layer).__name__}.")
         out_features, in_features = base_layer.weight.shape
-        if out_features % splits:
-            raise ValueError(f"`splits`={splits} does not divide the {out_features} output features.")
-        if not isinstance(r, int) or not 0 < r < min(out_features // splits, in_features):
-            raise ValueError(
-                f"`r` must satisfy 0 < r < min(out/splits, in) = {min(out_features // splits, in_features)} "
-                f"for a Linear({in_features}, {out_features}) with splits={splits}, got {r}."
-            )
-        if init not in ("minor", "principal", "lora"):
-            raise ValueError(f"`init` must be 'minor', 'principal' or 'lora', got {init!r}.")
+        check_rank(r, out_features, in_features, splits)
+        if init not in INIT_MODES:
+            raise ValueError(f"`init` must be one of {INIT_MODES}, got {init!r}.")
+        if alpha is not None and not alpha > 0:
+            raise ValueError(f"`alpha` must be positive or None (meaning alpha = r), got {alpha!r}.")
+        resolve_method(svd_method, "cpu")  # validates the name before any work is done
         self.base_layer = base_layer
-        self.r, self.splits, self.init, self.svd_method = r, splits, init, svd_method
-        self.scale = (alpha if alpha is not None else r) / r
-        self.merged = False
+        self._r, self._splits, self._merged = r, splits, False
+        self._scale = float(alpha if alpha is not None else r) / r
+        self.init, self.svd_method, self.train_bias = init, svd_method, train_bias
         factory = dict(device=base_layer.weight.device, dtype=base_layer.weight.dtype)
         self.lora_A = nn.Parameter(torch.empty(splits * r, in_features, **factory))
         self.lora_B = nn.Parameter(torch.zeros(out_features, r, **factory))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft's LoRA; B = 0 keeps the function
         base_layer.weight.requires_grad_(False)
         if base_layer.bias is not None:
             base_layer.bias.requires_grad_(train_bias)
         if initialize:
             self.initialize()
 
+    # ------------------------------------------------------------------ read-only facts
     @property
     def in_features(self) -> int:
         return self.base_layer.in_features
@@ -81,74 +106,123 @@ class SoMALinear(nn.Module):
     def out_features(self) -> int:
         return self.base_layer.out_features
 
+    @property
+    def r(self) -> int:
+        """Rank per output slice."""
+        return self._r
+
+    @property
+    def splits(self) -> int:
+        """Number of output slices with their own adapter (3 for fused q/k/v)."""
+        return self._splits
+
+    @property
+    def scale(self) -> float:
+        """``alpha / r``."""
+        return self._scale
+
+    @property
+    def merged(self) -> bool:
+        """Whether ``scale·BA`` is currently folded into the base weight."""
+        return self._merged
+
+    # ------------------------------------------------------------------ weights
     def delta_weight(self) -> torch.Tensor:
-        """``scale · B A`` as an (out × in) matrix (block-diagonal over the output slices)."""
+        """``scale · B A`` as an (out × in) matrix, block-diagonal over the output slices."""
         b = self.lora_B.view(self.splits, self.out_features // self.splits, self.r)
         a = self.lora_A.view(self.splits, self.r, self.in_features)
         return (torch.bmm(b, a) * self.scale).reshape(self.out_features, self.in_features)
 
-    def residual_weight(self) -> torch.Tensor:
-        """The frozen residual ``W_res``, whether merged or not."""
-        weight = self.base_layer.weight
-        return weight - self.delta_weight().detach() if self.merged else weight
+    @torch.no_grad()
+    def residual_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The frozen residual ``W_res``, whether merged or not (in ``dtype``, default the layer's).
+
+        When merged it is recomputed as ``weight − scale·BA`` in float64 before the cast, so that low-precision
+        models lose as little as possible.
+        """
+        weight = self.base_layer.weight.detach()
+        if self.merged:
+            weight = weight.to(torch.float64) - self.delta_weight().to(torch.float64)
+        return weight.to(dtype or self.base_layer.weight.dtype)
 
     @torch.no_grad()
     def initialize(self) -> None:
-        """Split the current full weight (residual + adapter) anew according to ``init``.
+        """Split the layer's current function (residual + adapter) anew according to ``init``.
 
-        Called once after the pretrained weights are in place; the decomposition runs in float64 on the
-        layer's device and the results are cast back to the layer's dtype.
+        Call it once the pretrained weights are in place. The decomposition runs in float64 on the layer's
+        device; adapters and residual are cast back to the layer's dtype.
+
+        Raises:
+            RuntimeError: the layer is merged.
         """
         if self.merged:
             raise RuntimeError("unmerge() the layer before re-initialising its adapter.")
+        dtype = self.base_layer.weight.dtype
         if self.init == "lora":
-            self.base_layer.weight += self.delta_weight().to(self.base_layer.weight.dtype)  # keep the function
+            self.base_layer.weight.copy_(self.base_layer.weight.to(torch.float64)
+                                         + self.delta_weight().to(torch.float64))  # keep the function
             self.lora_B.zero_()
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
             return
-        weight = self.base_layer.weight.to(torch.float64)
-        if self.lora_B.any():  # re-initialising (or loaded adapters): decompose residual + adapter
+        weight = self.base_layer.weight.to(torch.float64, copy=True)
+        if self.lora_B.any():  # re-initialising or loaded adapters: decompose residual + adapter, not W_res
             weight += self.delta_weight().to(torch.float64)
-        dtype = self.base_layer.weight.dtype
         rows = self.out_features // self.splits
         for index in range(self.splits):
-            part = slice(index * rows, (index + 1) * rows)
+            part, a_rows = slice(index * rows, (index + 1) * rows), slice(index * self.r, (index + 1) * self.r)
             u, s, vh = svd_components(weight[part], self.r, self.init, self.svd_method)
             root = (s / self.scale).sqrt()
-            self.lora_A[index * self.r:(index + 1) * self.r] = (root[:, None] * vh).to(dtype)
+            self.lora_A[a_rows] = (root[:, None] * vh).to(dtype)
             self.lora_B[part] = (u * root[None, :]).to(dtype)
-            # The residual comes from the adapters *as stored* (in the layer dtype), so that residual + delta
-            # reproduces W as closely as that dtype allows.
-            a = self.lora_A[index * self.r:(index + 1) * self.r].to(torch.float64)
-            weight[part] = torch.addmm(weight[part], self.lora_B[part].to(torch.float64), a, alpha=-self.scale)
+            # The residual is taken from the adapters *as stored* (after the cast to the layer dtype), so
+            # that residual + scale·BA reproduces W as closely as that dtype allows.
+            a, b = self.lora_A[a_rows].to(torch.float64), self.lora_B[part].to(torch.float64)
+            weight[part] = torch.addmm(weight[part], b, a, alpha=-self.scale)
         self.base_layer.weight.copy_(weight)
 
     @torch.no_grad()
-    def merge(self) -> None:
-        """Fold ``scale·BA`` into the base weight (no adapter cost at inference). Idempotent."""
+    def merge(self, safe_merge: bool = False) -> None:
+        """Fold ``scale·BA`` into the base weight (no adapter cost at inference). Idempotent.
+
+        Args:
+            safe_merge: check the merged weight for NaN/Inf before writing it (peft's ``safe_merge``).
+        """
         if not self.merged:
-            self.base_layer.weight += self.delta_weight().to(self.base_layer.weight.dtype)
-            self.merged = True
+            self._add_delta(+1.0, safe_merge)
+            self._merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
         """Undo :meth:`merge`. Idempotent."""
         if self.merged:
-            self.base_layer.weight -= self.delta_weight().to(self.base_layer.weight.dtype)
-            self.merged = False
+            self._add_delta(-1.0, False)
+            self._merged = False
 
+    def _add_delta(self, sign: float, check: bool) -> None:
+        weight = self.base_layer.weight
+        # At least float32 for the sum, so that bf16/fp16 weights are rounded once, not twice.
+        work = torch.promote_types(weight.dtype, torch.float32)
+        updated = weight.to(work) + sign * self.delta_weight().to(work)
+        if check and not torch.isfinite(updated).all():
+            raise ValueError(f"merging the adapter of {self.base_layer} gives NaN/Inf weights; not merged.")
+        weight.copy_(updated)
+
+    # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base_layer(x)
         if self.merged:
             return out
-        hidden = nn.functional.linear(x.to(self.lora_A.dtype), self.lora_A)  # (..., splits*r)
+        # The adapter runs in the input dtype (under autocast F.linear casts further, as for the base layer).
+        hidden = F.linear(x, self.lora_A.to(x.dtype))  # (..., splits*r)
+        b = self.lora_B.to(x.dtype)
         if self.splits == 1:
-            update = nn.functional.linear(hidden, self.lora_B)
-        else:
+            update = F.linear(hidden, b)
+        else:  # block-diagonal: slice i of the output only sees rows i*r:(i+1)*r of the hidden code
             hidden = hidden.unflatten(-1, (self.splits, self.r))
-            b = self.lora_B.view(self.splits, self.out_features // self.splits, self.r)
+            b = b.view(self.splits, self.out_features // self.splits, self.r)
             update = torch.einsum("...sr,sor->...so", hidden, b).flatten(-2)
-        return out + (self.scale * update).to(out.dtype)
+        return out + (update * self.scale).to(out.dtype)
 
     def extra_repr(self) -> str:
-        return f"r={self.r}, scale={self.scale:g}, init={self.init!r}, splits={self.splits}, merged={self.merged}"
+        return (f"r={self.r}, scale={self.scale:g}, init={self.init!r}, splits={self.splits}, "
+                f"train_bias={self.train_bias}, merged={self.merged}")

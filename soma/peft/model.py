@@ -1,72 +1,112 @@
-"""Injecting SoMA into any ``nn.Module``: selection, freezing, merging and adapter state dicts."""
+"""Injecting SoMA into any ``nn.Module``: selection, freezing, merging, unloading (arXiv:2412.04077).
+
+Follows peft's ``inject_adapter`` / ``_mark_only_adapters_as_trainable`` / ``merge_and_unload``: targets are
+found by module name (exact, dotted suffix or one regex), wrapped by composition, and the trainable parameters
+are chosen by visiting the adapter layers rather than by matching parameter names.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn as nn
 
 from .config import SoMAConfig
-from .layer import SoMALinear
+from .layer import SoMALinear, check_rank
 
-STATE_FORMAT_VERSION = 1
-_FINGERPRINT_PROBES = 4
-_FINGERPRINT_RTOL = 1e-4
-
-
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+# The attribute under which apply_soma() records its config on the model (read by soma_state_dict()).
+CONFIG_ATTR = "soma_config"
 
 
 def soma_layers(model: nn.Module) -> dict[str, SoMALinear]:
-    """All SoMA layers of ``model`` by module name."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, SoMALinear)}
+    """All :class:`SoMALinear` layers of ``model``, by module name (in module order)."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, SoMALinear)}
+
+
+def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, child, module)
+
+
+def _no_match_error(model: nn.Module, config: SoMAConfig) -> ValueError:
+    names = [n for n, _ in model.named_modules() if n]
+    named = [n for n in names if config.is_named_target(n)]
+    linears = [n for n, m in model.named_modules() if n and isinstance(m, nn.Linear)]
+    if named:  # the names exist, but the block range excludes all of them
+        return ValueError(f"`target_modules`={config.target_modules!r} matches {len(named)} module(s) (e.g. "
+                          f"{named[:3]}), but none in blocks [{config.start_block}, {config.end_block}) by "
+                          f"`block_pattern`={config.block_pattern!r}; check `start_block`/`end_block`.")
+    return ValueError(f"no module matches `target_modules`={config.target_modules!r}; modules of this model "
+                      f"include {(linears or names)[:8]} (names match exactly, as a dotted suffix, or by one "
+                      "regex string).")
 
 
 def apply_soma(model: nn.Module, config: SoMAConfig | dict, initialize: bool = True) -> nn.Module:
     """Wrap the targeted ``nn.Linear`` layers of ``model`` in :class:`SoMALinear`, in place.
 
-    Every parameter of ``model`` is frozen; then the adapters (and, with ``train_bias``, the biases of the
-    adapted layers) are made trainable by visiting the SoMA layers — never by matching parameter names.
+    Every parameter of ``model`` is frozen; then each SoMA layer's ``lora_A``, ``lora_B`` and (with
+    ``train_bias``) its base bias are made trainable. All checks run before the model is touched.
 
     Args:
-        model: any module (a timm ViT, a diffusers UNet, an ``nn.Sequential``).
+        model: any module (a timm ViT, a diffusers UNet, an ``nn.Sequential``) with its pretrained weights
+            already loaded: the SVD split is taken from the current weights.
         config: a :class:`SoMAConfig` or a dict of its fields.
-        initialize: take the SVD split now. Use ``False`` when the pretrained weights are loaded after the
-            structure is built, then call :func:`initialize_soma` once they are in place.
+        initialize: take the SVD split now. ``False`` wraps the layers with ``B = 0`` (output unchanged) for
+            models whose weights are loaded afterwards; call :func:`initialize_soma` once they are in place.
 
     Returns:
-        ``model`` itself, with ``model.soma_config`` set.
+        ``model`` itself, with the config recorded as ``model.soma_config``.
 
     Raises:
-        ValueError: SoMA is already applied, or no module matches ``target_modules``.
+        ValueError: SoMA is already applied, no module matches, every match has rank 0, or a rank does not fit
+            a layer.
         TypeError: a matched module is not an ``nn.Linear``.
     """
     if isinstance(config, dict):
         config = SoMAConfig.from_dict(config)
+    elif not isinstance(config, SoMAConfig):
+        raise TypeError(f"`config` must be a SoMAConfig or a dict, got {type(config).__name__}.")
     if soma_layers(model):
-        raise ValueError("SoMA is already applied to this model; call unload_soma() before applying it again.")
-    named_targets = [(n, m) for n, m in model.named_modules() if n and config.is_target(n)]
-    if not named_targets:
-        examples = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][:8]
-        raise ValueError(f"no module matches `target_modules`={config.target_modules!r} in blocks "
-                         f">= {config.start_block}; Linear modules of this model include {examples}.")
-    for name, module in named_targets:
+        raise ValueError("SoMA is already applied to this model (it contains SoMALinear layers); call "
+                         "unload_soma(model) first to apply it again.")
+    matched = [(name, module) for name, module in model.named_modules() if config.is_target(name)]
+    if not matched:
+        raise _no_match_error(model, config)
+    plan = []
+    for name, module in matched:
+        rank = config.rank_for(name)
+        if rank == 0:  # disabled by rank_pattern
+            continue
         if not isinstance(module, nn.Linear):
             raise TypeError(f"target module '{name}' is a {type(module).__name__}; SoMA adapts nn.Linear only. "
                             "Make `target_modules` more specific (e.g. 'attn.proj' instead of 'proj').")
+        splits = config.splits_for(name)
+        try:
+            check_rank(rank, module.out_features, module.in_features, splits)
+        except ValueError as error:
+            raise ValueError(f"layer '{name}': {error}") from None
+        plan.append((name, module, rank, splits))
+    if not plan:
+        raise ValueError(f"every module matched by `target_modules`={config.target_modules!r} has rank 0 in "
+                         f"`rank_pattern`={config.rank_pattern!r}; nothing to adapt.")
     model.requires_grad_(False)
-    for name, module in named_targets:
-        rank = config.rank_for(name)
-        if rank == 0:
-            continue
-        layer = SoMALinear(module, rank, alpha=config.alpha, init=config.init, splits=config.splits_for(name),
+    for name, module, rank, splits in plan:
+        layer = SoMALinear(module, rank, alpha=config.alpha, init=config.init, splits=splits,
                            train_bias=config.train_bias, svd_method=config.svd_method, initialize=initialize)
         _set_submodule(model, name, layer)
-    model.soma_config = config
+    _mark_trainable(model)
+    setattr(model, CONFIG_ATTR, config)
     return model
+
+
+def _mark_trainable(model: nn.Module) -> None:
+    """Trainable = adapters and chosen biases, found by visiting the SoMA layers (never by parameter names)."""
+    for layer in soma_layers(model).values():
+        layer.lora_A.requires_grad_(True)
+        layer.lora_B.requires_grad_(True)
+        layer.base_layer.weight.requires_grad_(False)
+        if layer.base_layer.bias is not None:
+            layer.base_layer.bias.requires_grad_(layer.train_bias)
 
 
 def initialize_soma(model: nn.Module) -> nn.Module:
@@ -76,10 +116,10 @@ def initialize_soma(model: nn.Module) -> nn.Module:
     return model
 
 
-def merge_soma(model: nn.Module) -> nn.Module:
-    """Fold all adapters into their base weights (idempotent)."""
+def merge_soma(model: nn.Module, safe_merge: bool = False) -> nn.Module:
+    """Fold every adapter into its base weight (idempotent); see :meth:`SoMALinear.merge`."""
     for layer in soma_layers(model).values():
-        layer.merge()
+        layer.merge(safe_merge=safe_merge)
     return model
 
 
@@ -92,11 +132,17 @@ def unmerge_soma(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def unload_soma(model: nn.Module, merge: bool = True) -> nn.Module:
-    """Replace every SoMA layer by a plain ``nn.Linear``.
+    """Replace every :class:`SoMALinear` by its plain ``nn.Linear``, in place (peft's ``merge_and_unload``).
 
     Args:
-        merge: keep the adapted function (weight ``W_res + scale·BA``). ``False`` drops the adapters and keeps
-            only the residual.
+        model: a model with SoMA applied.
+        merge: ``True`` keeps the adapted function (weight ``W_res + scale·BA``). ``False`` drops the
+            adapters and keeps only the residual ``W_res``, which for ``init="minor"``/``"principal"`` is *not*
+            the pretrained weight (it lacks the rank-r part); for ``init="lora"`` it is.
+
+    Returns:
+        ``model``, with no SoMA layers left and ``model.soma_config`` removed. ``requires_grad`` flags of the
+        kept weights and biases are left as they were.
     """
     for name, layer in soma_layers(model).items():
         if merge:
@@ -104,97 +150,31 @@ def unload_soma(model: nn.Module, merge: bool = True) -> nn.Module:
         else:
             layer.unmerge()
         _set_submodule(model, name, layer.base_layer)
-    if hasattr(model, "soma_config"):
-        del model.soma_config
-    return model
-
-
-def _fingerprint(layer: SoMALinear) -> torch.Tensor:
-    """A float64 signature of the frozen residual: its norm and a few fixed random projections."""
-    residual = layer.residual_weight().detach().to(torch.float64).cpu()
-    generator = torch.Generator().manual_seed(0)
-    probes = torch.randn(layer.in_features, _FINGERPRINT_PROBES, generator=generator, dtype=torch.float64)
-    weights = torch.randn(layer.out_features, generator=generator, dtype=torch.float64)
-    return torch.cat([residual.norm().view(1), weights @ (residual @ probes)])
-
-
-def _trained_params(layer: SoMALinear) -> dict[str, nn.Parameter]:
-    params = {"lora_A": layer.lora_A, "lora_B": layer.lora_B}
-    if layer.base_layer.bias is not None and layer.base_layer.bias.requires_grad:
-        params["base_layer.bias"] = layer.base_layer.bias
-    return params
-
-
-def soma_state_dict(model: nn.Module) -> dict[str, Any]:
-    """Adapters and trained biases only, with a fingerprint of the frozen base weights.
-
-    Returns:
-        ``{"format_version", "config", "adapters": {name: tensor}, "fingerprint": {layer: tensor}}``.
-    """
-    layers = soma_layers(model)
-    if not layers:
-        raise ValueError("the model has no SoMA layers; apply_soma() it first.")
-    adapters = {f"{name}.{key}": p.detach().cpu().clone()
-                for name, layer in layers.items() for key, p in _trained_params(layer).items()}
-    config = getattr(model, "soma_config", None)
-    return {
-        "format_version": STATE_FORMAT_VERSION,
-        "config": config.to_dict() if config is not None else None,
-        "adapters": adapters,
-        "fingerprint": {name: _fingerprint(layer) for name, layer in layers.items()},
-    }
-
-
-@torch.no_grad()
-def load_soma_state_dict(model: nn.Module, state: dict[str, Any]) -> nn.Module:
-    """Load adapters saved by :func:`soma_state_dict` into a model with the same SoMA layers.
-
-    Raises:
-        ValueError: layers missing or of another shape/rank, or the adapters were trained on other base
-            weights (fingerprint mismatch).
-    """
-    layers = soma_layers(model)
-    saved_layers = set(state.get("fingerprint", {}))
-    if saved_layers != set(layers):
-        missing, extra = sorted(saved_layers - set(layers)), sorted(set(layers) - saved_layers)
-        raise ValueError(f"adapter file and model have different SoMA layers: only in the file {missing[:5]}, "
-                         f"only in the model {extra[:5]}; apply SoMA with the config stored in the file.")
-    for name, layer in layers.items():
-        expected = _fingerprint(layer)
-        saved = state["fingerprint"][name].to(torch.float64)
-        if not torch.allclose(saved, expected, rtol=_FINGERPRINT_RTOL, atol=1e-12 * float(expected[0].abs())):
-            raise ValueError(f"adapter was trained on different base weights (layer '{name}' fingerprint "
-                             "differs); load the base checkpoint it was trained from before the adapter.")
-        for key, param in _trained_params(layer).items():
-            value = state["adapters"].get(f"{name}.{key}")
-            if value is None:
-                raise ValueError(f"adapter file lacks '{name}.{key}'.")
-            if value.shape != param.shape:
-                raise ValueError(f"adapter '{name}.{key}' has shape {tuple(value.shape)} but the model expects "
-                                 f"{tuple(param.shape)} (another rank or layer size?).")
-    for name, layer in layers.items():
-        was_merged = layer.merged
-        layer.unmerge()
-        for key, param in _trained_params(layer).items():
-            param.copy_(state["adapters"][f"{name}.{key}"].to(param.dtype))
-        if was_merged:
-            layer.merge()
+    if hasattr(model, CONFIG_ATTR):
+        delattr(model, CONFIG_ATTR)
     return model
 
 
 @dataclass
 class TrainableSummary:
-    """Parameter counts of a (partly) adapted model."""
+    """Parameter counts of a model with SoMA applied.
+
+    Attributes:
+        adapter: ``lora_A`` + ``lora_B`` values (trainable ones).
+        bias: trainable biases of adapted layers.
+        other_trainable: any other trainable parameter (e.g. a head the caller left trainable).
+        trainable: the sum of the three.
+        total: all parameters of the model (shared parameters counted once).
+        adapted_layers: number of adapted weight matrices: a fused q/k/v layer counts as its 3 slices, so a
+            fused and an unfused attention count alike (DINOv2-L, blocks 8-23: 16 × (3 + 3) = 96).
+    """
 
     adapter: int
     bias: int
     other_trainable: int
+    trainable: int
     total: int
     adapted_layers: int
-
-    @property
-    def trainable(self) -> int:
-        return self.adapter + self.bias + self.other_trainable
 
     def __str__(self) -> str:
         share = 100.0 * self.trainable / max(self.total, 1)
@@ -203,17 +183,19 @@ class TrainableSummary:
 
 
 def trainable_parameters(model: nn.Module) -> TrainableSummary:
-    """Count trainable parameters by kind (adapters, adapted-layer biases, anything else)."""
-    layers = soma_layers(model).values()
-    adapter_ids = {id(p) for layer in layers for p in (layer.lora_A, layer.lora_B) if p.requires_grad}
-    bias_ids = {id(layer.base_layer.bias) for layer in layers
-                if layer.base_layer.bias is not None and layer.base_layer.bias.requires_grad}
+    """Count trainable parameters by kind: adapters, biases of adapted layers, anything else.
+
+    Works on meta-device models (only shapes are read).
+    """
+    layers = list(soma_layers(model).values())
+    adapter_ids = {id(p) for layer in layers for p in (layer.lora_A, layer.lora_B)}
+    bias_ids = {id(layer.base_layer.bias) for layer in layers if layer.base_layer.bias is not None}
     counts = {"adapter": 0, "bias": 0, "other_trainable": 0}
     total = 0
-    for p in model.parameters():
-        total += p.numel()
-        if not p.requires_grad:
-            continue
-        kind = "adapter" if id(p) in adapter_ids else "bias" if id(p) in bias_ids else "other_trainable"
-        counts[kind] += p.numel()
-    return TrainableSummary(total=total, adapted_layers=len(layers), **counts)
+    for param in model.parameters():  # yields shared parameters once
+        total += param.numel()
+        if param.requires_grad:
+            kind = "adapter" if id(param) in adapter_ids else "bias" if id(param) in bias_ids else "other_trainable"
+            counts[kind] += param.numel()
+    return TrainableSummary(trainable=sum(counts.values()), total=total,
+                            adapted_layers=sum(layer.splits for layer in layers), **counts)
