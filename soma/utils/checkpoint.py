@@ -14,9 +14,11 @@ fails. The policy here:
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +82,19 @@ def load_trusted_checkpoint(path: str | os.PathLike, map_location: str | torch.d
         raise RuntimeError(f"cannot read checkpoint '{path}' (truncated or not a torch file?): {exc}") from exc
 
 
-def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the target folder, then rename: a kill never leaves half a file."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path next to ``path`` to write to; renamed onto ``path`` only if the block succeeds.
+
+    A killed or failing writer therefore never leaves a half-written file under the final name. The temporary
+    name keeps ``path``'s suffix, so writers that pick the format from it (OpenCV, matplotlib) still work.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates owner-only files; give the usual permissions
@@ -95,6 +102,18 @@ def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_checkpoint_atomic(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the target folder, then rename: a kill never leaves half a file."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write a text file (JSON results, stamps) atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _load_local_trusted(filename: str, map_location: Any = None) -> Any:
