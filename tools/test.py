@@ -9,6 +9,7 @@ import argparse
 import json
 import os.path as osp
 
+from mmengine.config import Config
 from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
@@ -41,6 +42,27 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def test_resolutions(cfg: Config) -> list:
+    """The ``Resize`` scales of the test pipeline(s), for the results record (numbers depend on them)."""
+    dataset = cfg.test_dataloader.dataset
+    datasets = dataset.get("datasets", [dataset])
+    scales = []
+    for member in datasets:
+        for transform in member.get("pipeline", cfg.get("test_pipeline", [])):
+            if transform.get("type") == "Resize":
+                scales.append(transform.get("scale"))
+    return scales or ["original"]
+
+
+def record_test_setting(cfg: Config, tta: bool) -> None:
+    """Per-domain metrics write a per-class JSON next to metrics.json, recording test resolution and TTA."""
+    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+    for evaluator in evaluators:
+        if evaluator.get("type") == "DomainIoUMetric":
+            evaluator.setdefault("output_file", osp.join(cfg.work_dir, "per_class.json"))
+            evaluator.setdefault("extra_info", dict(test_resolution=test_resolutions(cfg), tta=tta))
+
+
 def main() -> None:
     args = parse_args()
     cfg = load_run_config(args)
@@ -48,18 +70,22 @@ def main() -> None:
     if args.tta:
         if "tta_pipeline" not in cfg or "tta_model" not in cfg:
             raise SystemExit(f"--tta needs `tta_pipeline` and `tta_model` in {args.config}; this config has none.")
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        dataset = cfg.test_dataloader.dataset
+        for member in dataset.get("datasets", [dataset]):  # a ConcatDataset of test sets, or one
+            member.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
     if args.show_dir:
         visualization = cfg.default_hooks.visualization
         visualization.update(draw=True, interval=1)
         cfg.visualizer.save_dir = args.show_dir
+    record_test_setting(cfg, tta=args.tta)
     metrics = {k: as_number(v) for k, v in Runner.from_cfg(cfg).test().items()}
     if is_main_process():
         print(format_metrics(metrics))
         with open(osp.join(cfg.work_dir, "metrics.json"), "w") as f:
-            json.dump(dict(metrics, checkpoint=args.checkpoint, tta=args.tta), f, indent=2)
+            json.dump(dict(metrics, checkpoint=args.checkpoint, tta=args.tta,
+                           test_resolution=test_resolutions(cfg)), f, indent=2)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,76 @@
+"""Segmentation datasets that know which domain they are.
+
+Every sample carries ``domain`` (the dataset's short name, e.g. ``"citys"``, ``"bdd"``, ``"night"``) into its
+data sample's metainfo, so a single test run over several datasets can be scored per dataset
+(:class:`soma.evaluation.DomainIoUMetric`) without guessing from file paths. ``PackSegInputs`` must list
+``"domain"`` in its ``meta_keys``; our dataset configs do (``configs/_base_/datasets/``).
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Any
+
+from mmseg.datasets import BaseSegDataset, CityscapesDataset
+from mmseg.registry import DATASETS
+
+# What PackSegInputs keeps by default, plus the sample's domain.
+DOMAIN_META_KEYS = ("img_path", "seg_map_path", "ori_shape", "img_shape", "pad_shape", "scale_factor", "flip",
+                    "flip_direction", "reduce_zero_label", "domain")
+
+
+@DATASETS.register_module()
+class DGSegDataset(BaseSegDataset):
+    """A folder of images and a folder of trainId label maps, in the 19 Cityscapes classes, with a domain name.
+
+    Subclasses fix the layout of one benchmark dataset (folders, suffixes, default domain name, the converter
+    that produces it); this class also serves any dataset already converted to trainIds.
+
+    Args:
+        domain: the name results are reported under (``"<domain>/mIoU"``). Default: the class's ``DOMAIN``.
+        **kwargs: :class:`mmseg.datasets.BaseSegDataset` arguments (``data_root``, ``data_prefix``, suffixes,
+            ``pipeline``, ...).
+    """
+
+    METAINFO = CityscapesDataset.METAINFO
+    DOMAIN = "dataset"
+    # How to produce the layout this class reads, for the missing-folder error.
+    PREPARE_HINT = "see data/README.md"
+
+    def __init__(self, *args: Any, domain: str | None = None, **kwargs: Any) -> None:
+        self.domain = domain or self.DOMAIN
+        if not isinstance(self.domain, str) or not self.domain or "/" in self.domain:
+            raise ValueError(f"`domain` must be a non-empty name without '/', got {self.domain!r}.")
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self) -> list[dict]:
+        for key in ("img_path", "seg_map_path"):
+            folder = self.data_prefix.get(key)
+            if folder and not osp.isdir(folder):
+                raise FileNotFoundError(
+                    f"{type(self).__name__} ({self.domain}): the {key.replace('_path', '')} folder '{folder}' does "
+                    f"not exist; check `data_root` / `data_prefix`, or prepare the data ({self.PREPARE_HINT}).")
+        data_list = super().load_data_list()
+        if not data_list:
+            raise FileNotFoundError(
+                f"{type(self).__name__} ({self.domain}): no '*{self.img_suffix}' images under "
+                f"'{self.data_prefix.get('img_path')}'; check the folder and `img_suffix` ({self.PREPARE_HINT}).")
+        for info in data_list:
+            info["domain"] = self.domain
+        missing = [info["seg_map_path"] for info in data_list[:1] + data_list[-1:]
+                   if info.get("seg_map_path") and not osp.isfile(info["seg_map_path"])]
+        if missing and not self.test_mode:
+            raise FileNotFoundError(f"{type(self).__name__} ({self.domain}): label file '{missing[0]}' is missing; "
+                                    f"is the conversion complete? ({self.PREPARE_HINT}).")
+        return data_list
+
+
+@DATASETS.register_module()
+class DGCityscapesDataset(DGSegDataset):
+    """Cityscapes (``leftImg8bit``/``gtFine`` with ``*_gtFine_labelTrainIds.png``); also the demo's layout."""
+
+    DOMAIN = "citys"
+    PREPARE_HINT = "run tools/convert_datasets/cityscapes.py to make the *_labelTrainIds.png files"
+
+    def __init__(self, img_suffix: str = "_leftImg8bit.png", seg_map_suffix: str = "_gtFine_labelTrainIds.png",
+                 **kwargs: Any) -> None:
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
