@@ -1,5 +1,5 @@
 """Backbones and model glue registered in mmseg and mmdet."""
-from .backbones import DINOv2, EVA02, FoundationViT
+from .backbones import DINOv2, DINOv3, EVA02, FoundationViT
 from .segmentors import SoMAEncoderDecoder
 
-__all__ = ["FoundationViT", "DINOv2", "EVA02", "SoMAEncoderDecoder"]
+__all__ = ["FoundationViT", "DINOv2", "DINOv3", "EVA02", "SoMAEncoderDecoder"]

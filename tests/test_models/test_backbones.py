@@ -126,3 +126,27 @@ def test_register_token_weights_need_the_matching_backbone(tmp_path):
     with pytest.raises((KeyError, ValueError), match="register_tokens"):
         DINOv2(**options).init_weights()
     DINOv2(register_tokens=4, **options).init_weights()
+
+
+def test_fused_qkv_with_biases_runs_through_the_adapter(tmp_path):
+    """EVA-02 tiny/small fuse q/k/v with q/v biases; timm's attention must still call the SoMA layer."""
+    torch.manual_seed(0)
+    kwargs = dict(embed_dim=64, depth=4, num_heads=2, qkv_fused=True, scale_mlp=True)
+    model = timm.create_model("eva02_tiny_patch14_224", pretrained=False, num_classes=0, img_size=64,
+                              patch_size=16, **kwargs)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(0.02 * torch.randn_like(param))
+    torch.save(model.state_dict(), tmp_path / "fused.pth")
+    frozen = build(EVA02, tmp_path / "fused.pth", frozen=True, timm_kwargs=dict(qkv_fused=True)).eval()
+    adapted = build(EVA02, tmp_path / "fused.pth", timm_kwargs=dict(qkv_fused=True),
+                    peft=dict(type="SoMA", r=4, start_block=2)).eval()
+    qkv = [layer for name, layer in soma_layers(adapted.vit).items() if name.endswith("attn.qkv")]
+    assert len(qkv) == 2 and all(layer.splits == 3 for layer in qkv)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(adapted.forward_intermediates(x)[-1], frozen.forward_intermediates(x)[-1], atol=1e-5)
+        for layer in qkv:
+            layer.lora_B.add_(0.5)
+        assert not torch.allclose(adapted.forward_intermediates(x)[-1], frozen.forward_intermediates(x)[-1],
+                                  atol=1e-3)

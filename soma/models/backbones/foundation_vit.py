@@ -124,7 +124,14 @@ class FoundationViT(BaseModule):
     def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> nn.Module:
         import timm
 
-        return timm.create_model(model_name, pretrained=False, **kwargs)
+        model = timm.create_model(model_name, pretrained=False, **kwargs)
+        # timm's Eva attention with a fused qkv and q/v biases calls F.linear on `qkv.weight` directly, which
+        # would bypass a SoMA-wrapped qkv (EVA-02 tiny/small, DINOv3 qkvb); adding the bias after `qkv(x)`
+        # keeps the layer's own forward in the path. Other attentions have no such flag.
+        for block in model.blocks:
+            if hasattr(block.attn, "qkv_bias_separate"):
+                block.attn.qkv_bias_separate = True
+        return model
 
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Convert a release/timm state dict to this model's keys, resampling patch and position embeddings."""
