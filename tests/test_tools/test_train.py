@@ -97,10 +97,11 @@ def test_test_sh_prints_metrics_and_dist_test_agrees(tmp_path):
     assert run_train(config, tmp_path / "work", "--cfg-options", "train_cfg.max_iters=2").returncode == 0
     checkpoint = str(tmp_path / "work" / "iter_2.pth")
     single = subprocess.run(["bash", str(REPO / "tools/test.sh"), str(config), checkpoint, "1", "--work-dir",
-                             str(tmp_path / "test1")], capture_output=True, text=True, cwd=REPO, timeout=600,
-                            env=dict(os.environ, PYTHON=sys.executable))
+                             str(tmp_path / "test1"), "--show-dir", str(tmp_path / "show")], capture_output=True,
+                            text=True, cwd=REPO, timeout=600, env=dict(os.environ, PYTHON=sys.executable))
     assert single.returncode == 0, single.stderr[-3000:]
     assert "mIoU" in single.stdout and "metric" in single.stdout
+    assert len(list((tmp_path / "show").rglob("*.png"))) == 4  # one drawn prediction per test image
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(30500 + os.getpid() % 1000), OMP_NUM_THREADS="1")
     dist = subprocess.run(["bash", str(REPO / "tools/dist_test.sh"), str(config), checkpoint, "2", "--work-dir",
                            str(tmp_path / "test2")], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)

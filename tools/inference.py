@@ -1,0 +1,330 @@
+"""Predict on an image or a folder of images and write coloured predictions and overlays.
+
+    python tools/inference.py CONFIG CHECKPOINT IMAGE_OR_DIR --out DIR [--device cpu] [--opacity 0.5]
+
+Segmentation configs (mmseg) write, for each image ``NAME``:
+
+* ``DIR/pred/NAME.png``: the predicted class map as a palette PNG of the input's size (pixel values are the
+  train ids, shown in the dataset's colours; ``PIL.Image.open(...)`` gives the ids, ``.convert("RGB")`` the
+  colours);
+* ``DIR/overlay/NAME.png``: the colours blended over the image (``--opacity``), with class names.
+
+Detection configs (``default_scope = "mmdet"``) write ``DIR/boxes/NAME.png``: the boxes with class labels and
+scores above ``--score-thr`` drawn on the image. Images of a folder keep their sub-folders under these folders.
+
+CHECKPOINT may be a training checkpoint (SoMA adapters unmerged) or a merged one written by
+tools/merge_adapter.py (plain backbone, no SoMA layers): the kind is recognised from its keys.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import mmcv  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from soma.peft import soma_layers, unload_soma  # noqa: E402
+from soma.utils import check_config_types, load_trusted_checkpoint  # noqa: E402
+from tools.model_loading import build_model  # noqa: E402
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# Steps of a dataset's test pipeline that need ground truth, which a bare image does not have.
+_ANNOTATION_STEPS = ("LoadAnnotations", "mmseg.LoadAnnotations", "mmdet.LoadAnnotations")
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def task_of(cfg: Config) -> str:
+    """``"det"`` for mmdet configs (``default_scope = "mmdet"``), else ``"seg"``."""
+    return "det" if cfg.get("default_scope", "mmseg") == "mmdet" else "seg"
+
+
+def _build_detector(cfg: Config) -> torch.nn.Module:
+    """The config's mmdet model with no pretrained loading (the checkpoint provides every weight)."""
+    from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+
+    register_all_modules(init_default_scope=True)
+    check_config_types(cfg)
+    if cfg.model.get("backbone") is not None:
+        cfg.model.backbone.init_cfg = None
+    return MODELS.build(cfg.model)
+
+
+def read_state_dict(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The model weights and the meta data of a checkpoint written by training or by the adapter tools."""
+    loaded = load_trusted_checkpoint(checkpoint)
+    if not isinstance(loaded, dict):
+        raise ValueError(f"checkpoint '{checkpoint}' holds a {type(loaded).__name__}, not a state dict.")
+    state = loaded.get("state_dict", loaded)
+    meta = loaded.get("meta") or {}
+    # DDP-wrapped models save their weights under `module.`; the model built here is not wrapped.
+    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    return state, meta if isinstance(meta, dict) else {}
+
+
+def is_merged_state(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a state dict holds plain (merged) weights: no SoMA adapter tensors at all."""
+    return not any(k.endswith((".lora_A", ".lora_B")) for k in state)
+
+
+def load_trained_weights(model: torch.nn.Module, checkpoint: str | Path) -> dict[str, Any]:
+    """Load ``checkpoint`` into ``model`` strictly, unmerged or merged; returns the checkpoint's meta data.
+
+    A merged checkpoint (tools/merge_adapter.py) has plain ``nn.Linear`` weights where the config's model has
+    SoMA layers, so those layers are unwrapped first: the merged model then has no adapter overhead either.
+    """
+    state, meta = read_state_dict(checkpoint)
+    if soma_layers(model) and is_merged_state(state):
+        unload_soma(model, merge=False)  # the adapters are already folded into the saved weights
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"checkpoint '{checkpoint}' does not fit the config's model; was it trained with this "
+                         f"config? {str(exc).splitlines()[0]} {_key_summary(model, state)}") from None
+    return meta
+
+
+def _key_summary(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str:
+    own = set(model.state_dict())
+    missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
+    return f"(missing {len(missing)} keys, e.g. {missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]})"
+
+
+def dataset_meta(cfg: Config, checkpoint_meta: dict[str, Any], num_classes: int | None) -> dict[str, Any]:
+    """Classes and palette: from the checkpoint (training saves the dataset's metainfo), else from the
+    config's test dataset class, else generated for ``num_classes`` (merged checkpoints carry no metainfo)."""
+    saved = checkpoint_meta.get("dataset_meta")
+    if isinstance(saved, dict) and saved.get("classes"):
+        meta = dict(saved)
+    else:
+        meta = _config_dataset_metainfo(cfg)
+    classes = list(meta.get("classes") or [])
+    if not classes:
+        count = num_classes or 0
+        if count <= 0:
+            raise ValueError("cannot tell the class names: the checkpoint has no `dataset_meta` and the config "
+                             "names no test dataset; add `test_dataloader` to the config.")
+        classes = [f"class {i}" for i in range(count)]
+    palette = [tuple(int(c) for c in colour) for colour in (meta.get("palette") or [])]
+    if len(palette) < len(classes):  # a fixed seed, so that colours are the same on every run
+        rng = np.random.default_rng(42)
+        palette += [tuple(int(c) for c in rng.integers(0, 256, 3)) for _ in range(len(classes) - len(palette))]
+    return dict(meta, classes=tuple(classes), palette=palette[: len(classes)])
+
+
+def _config_dataset_metainfo(cfg: Config) -> dict[str, Any]:
+    """``METAINFO`` of the first dataset class named by the config's test (or val) dataloader, merged with a
+    ``metainfo`` override of the dataset config."""
+    from mmengine.registry import DATASETS
+
+    for key in ("test_dataloader", "val_dataloader"):
+        dataset = _first_dataset(cfg.get(key, {}).get("dataset"))
+        if dataset is None:
+            continue
+        cls = DATASETS.get(dataset["type"]) if isinstance(dataset.get("type"), str) else dataset.get("type")
+        meta = dict(getattr(cls, "METAINFO", {}) or {}) if cls is not None else {}
+        meta.update(dataset.get("metainfo") or {})
+        if meta.get("classes"):
+            return meta
+    return {}
+
+
+def _first_dataset(dataset: Any) -> dict | None:
+    """The first leaf dataset config of a (possibly concatenated / wrapped) dataset config."""
+    if not isinstance(dataset, dict):
+        return None
+    for nested in ("datasets", "dataset"):
+        inner = dataset.get(nested)
+        if isinstance(inner, (list, tuple)) and inner:
+            return _first_dataset(inner[0])
+        if isinstance(inner, dict):
+            return _first_dataset(inner)
+    return dataset if "type" in dataset else None
+
+
+def _test_pipeline(cfg: Config) -> list[dict]:
+    """The config's test pipeline for bare images: ``test_pipeline``, else the test dataset's, without
+    annotation loading; an image loader first (mmseg's ``inference_model`` swaps it for the array loader)."""
+    pipeline = cfg.get("test_pipeline")
+    if not pipeline:
+        dataset = _first_dataset(cfg.get("test_dataloader", {}).get("dataset"))
+        pipeline = (dataset or {}).get("pipeline")
+    if not pipeline:
+        pipeline = [dict(type="LoadImageFromFile"), dict(type="PackSegInputs")]
+    pipeline = [dict(step) for step in pipeline if step.get("type") not in _ANNOTATION_STEPS]
+    if "LoadImage" not in str(pipeline[0].get("type")):
+        pipeline.insert(0, dict(type="LoadImageFromFile"))
+    return pipeline
+
+
+def init_model(config: str | Path, checkpoint: str | Path, device: str = "cpu") -> torch.nn.Module:
+    """Build ``config``'s model, load ``checkpoint`` (unmerged or merged SoMA) and prepare it for inference.
+
+    Returns:
+        The model in eval mode on ``device``, with ``model.cfg`` (holding ``test_pipeline``) and
+        ``model.dataset_meta`` (``classes``, ``palette``) set, as mmseg's and mmdet's ``init_model`` do.
+    """
+    for path, what in ((config, "config"), (checkpoint, "checkpoint")):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{what} file '{path}' does not exist.")
+    cfg = Config.fromfile(str(config))
+    task = task_of(cfg)
+    # build_model skips the pretrained init_cfg: the checkpoint holds every weight, base and adapters.
+    model = build_model(str(config), pretrained=False) if task == "seg" else _build_detector(cfg)
+    meta = load_trained_weights(model, checkpoint)
+    if task == "seg":
+        cfg.test_pipeline = _test_pipeline(cfg)
+        num_classes = getattr(getattr(model, "decode_head", None), "num_classes", None)
+    else:
+        num_classes = getattr(getattr(model, "bbox_head", None), "num_classes", None)
+    model.cfg = cfg
+    model.dataset_meta = dataset_meta(cfg, meta, num_classes)
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------------------------------------- images
+def list_images(path: str | Path) -> tuple[Path, list[Path]]:
+    """The root folder and the image files of ``path`` (one file, or every image under a folder, sorted).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or a folder holds no image.
+    """
+    path = Path(path)
+    if path.is_file():
+        return path.parent, [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"input '{path}' does not exist; give an image file or a folder of images.")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise FileNotFoundError(f"folder '{path}' holds no image ({', '.join(IMAGE_SUFFIXES)}).")
+    return path, files
+
+
+def read_image(path: Path) -> np.ndarray:
+    """The image as a BGR uint8 array (as the test pipeline's ``LoadImageFromFile`` decodes it).
+
+    Raises:
+        ValueError: the file cannot be decoded as an image.
+    """
+    try:
+        image = mmcv.imread(str(path), flag="color")
+    except Exception as exc:  # cv2/PIL raise many types for broken or empty files
+        raise ValueError(f"cannot decode image '{path}': {exc}; is it a valid image file?") from exc
+    if image is None or image.size == 0:
+        raise ValueError(f"cannot decode image '{path}': not an image file, or a truncated one.")
+    return image
+
+
+def save_palette_png(labels: np.ndarray, palette: Sequence[Sequence[int]], out_file: Path) -> None:
+    """Write class ids as a palette PNG: viewers show the colours, readers get the ids back losslessly."""
+    if labels.max(initial=0) > 255:
+        raise ValueError(f"cannot write {labels.max() + 1} classes into an 8-bit palette PNG.")
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    flat = [int(c) for colour in palette[:256] for c in colour]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out_file)
+
+
+@dataclass
+class Inferencer:
+    """One loaded model and its visualiser; :meth:`__call__` writes the outputs of one image."""
+
+    model: torch.nn.Module
+    out_dir: Path
+    opacity: float = 0.5
+    score_thr: float = 0.3
+
+    def __post_init__(self) -> None:
+        self.task = task_of(self.model.cfg)
+        meta = self.model.dataset_meta
+        if self.task == "seg":
+            from mmseg.visualization import SegLocalVisualizer
+
+            self.visualizer = SegLocalVisualizer(name="soma_inference", alpha=self.opacity)
+        else:
+            from mmdet.visualization import DetLocalVisualizer
+
+            self.visualizer = DetLocalVisualizer(name="soma_inference", alpha=self.opacity)
+        self.visualizer.dataset_meta = dict(classes=meta["classes"], palette=meta["palette"])
+
+    def __call__(self, image_file: Path, relative: Path) -> list[Path]:
+        """Predict on ``image_file`` and write its outputs under ``out_dir`` (``relative`` keeps sub-folders)."""
+        image = read_image(image_file)
+        name = relative.with_suffix(".png")
+        rgb = mmcv.bgr2rgb(image)
+        if self.task == "seg":
+            from mmseg.apis import inference_model
+
+            result = inference_model(self.model, image)
+            labels = result.pred_sem_seg.data[0].cpu().numpy()
+            pred_file, overlay_file = self.out_dir / "pred" / name, self.out_dir / "overlay" / name
+            save_palette_png(labels, self.model.dataset_meta["palette"], pred_file)
+            overlay_file.parent.mkdir(parents=True, exist_ok=True)
+            self.visualizer.add_datasample(str(name), rgb, result, draw_gt=False, show=False,
+                                           out_file=str(overlay_file))
+            return [pred_file, overlay_file]
+        from mmdet.apis import inference_detector
+
+        result = inference_detector(self.model, image)
+        boxes_file = self.out_dir / "boxes" / name
+        boxes_file.parent.mkdir(parents=True, exist_ok=True)
+        self.visualizer.add_datasample(str(name), rgb, result, draw_gt=False, show=False,
+                                       pred_score_thr=self.score_thr, out_file=str(boxes_file))
+        return [boxes_file]
+
+
+def run_inference(config: str | Path, checkpoint: str | Path, inputs: str | Path, out_dir: str | Path,
+                  device: str = "cpu", opacity: float = 0.5, score_thr: float = 0.3) -> list[Path]:
+    """Predict on an image or every image under a folder; returns the files written.
+
+    Raises:
+        FileNotFoundError: a missing config, checkpoint or input, or a folder without images.
+        ValueError: an undecodable image (named), or a checkpoint that does not fit the config.
+    """
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"--opacity must lie in [0, 1], got {opacity}.")
+    root, files = list_images(inputs)  # before the (slow) model build: a typo fails at once
+    model = init_model(config, checkpoint, device)
+    inferencer = Inferencer(model, Path(out_dir), opacity=opacity, score_thr=score_thr)
+    written = []
+    for image_file in tqdm(files, desc="inference", unit="img", disable=len(files) == 1):
+        written += inferencer(image_file, image_file.relative_to(root))
+    return written
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", help="the config the checkpoint was trained with")
+    parser.add_argument("checkpoint", help="training checkpoint, or a merged one from tools/merge_adapter.py")
+    parser.add_argument("inputs", metavar="IMAGE_OR_DIR", help="an image file or a folder (searched recursively)")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--device", default="cuda:0" if torch.cuda.is_available() else "cpu",
+                        help="torch device (default: cuda:0 if available, else cpu)")
+    parser.add_argument("--opacity", type=float, default=0.5, help="opacity of the colours in overlays (0..1)")
+    parser.add_argument("--score-thr", type=float, default=0.3, help="detection: lowest score of a drawn box")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        written = run_inference(args.config, args.checkpoint, args.inputs, args.out, device=args.device,
+                                opacity=args.opacity, score_thr=args.score_thr)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(f"wrote {len(written)} files under {args.out}")
+
+
+if __name__ == "__main__":
+    main()
