@@ -43,13 +43,13 @@ class DGSegDataset(BaseSegDataset):
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> list[dict]:
-        for key in ("img_path", "seg_map_path"):
+        for key, what in (("img_path", "image"), ("seg_map_path", "label")):
             folder = self.data_prefix.get(key)
             if folder and not osp.isdir(folder):
                 raise FileNotFoundError(
-                    f"{type(self).__name__} ({self.domain}): the {key.replace('_path', '')} folder '{folder}' does "
+                    f"{type(self).__name__} ({self.domain}): the {what} folder '{folder}' does "
                     f"not exist; check `data_root` / `data_prefix`, or prepare the data ({self.PREPARE_HINT}).")
-        data_list = super().load_data_list()
+        data_list = [self.resolve_label_path(info) for info in super().load_data_list()]
         if not data_list:
             raise FileNotFoundError(
                 f"{type(self).__name__} ({self.domain}): no '*{self.img_suffix}' images under "
@@ -62,6 +62,10 @@ class DGSegDataset(BaseSegDataset):
             raise FileNotFoundError(f"{type(self).__name__} ({self.domain}): label file '{missing[0]}' is missing; "
                                     f"is the conversion complete? ({self.PREPARE_HINT}).")
         return data_list
+
+    def resolve_label_path(self, info: dict) -> dict:
+        """Hook for layouts whose label names are not ``<image name><seg_map_suffix>`` (e.g. UrbanSyn)."""
+        return info
 
 
 @DATASETS.register_module()
