@@ -42,7 +42,7 @@ def format_metrics(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
-def test_resolutions(cfg: Config) -> list:
+def evaluation_resolutions(cfg: Config) -> list:
     """The ``Resize`` scales of the test pipeline(s), for the results record (numbers depend on them)."""
     dataset = cfg.test_dataloader.dataset
     datasets = dataset.get("datasets", [dataset])
@@ -58,9 +58,9 @@ def record_test_setting(cfg: Config, tta: bool) -> None:
     """Per-domain metrics write a per-class JSON next to metrics.json, recording test resolution and TTA."""
     evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
     for evaluator in evaluators:
-        if evaluator.get("type") == "DomainIoUMetric":
+        if evaluator.get("type") in ("DomainIoUMetric", "DomainVOCMetric"):  # per-domain mIoU or mAP
             evaluator.setdefault("output_file", osp.join(cfg.work_dir, "per_class.json"))
-            evaluator.setdefault("extra_info", dict(test_resolution=test_resolutions(cfg), tta=tta))
+            evaluator.setdefault("extra_info", dict(test_resolution=evaluation_resolutions(cfg), tta=tta))
 
 
 def main() -> None:
@@ -85,7 +85,7 @@ def main() -> None:
         print(format_metrics(metrics))
         with open(osp.join(cfg.work_dir, "metrics.json"), "w") as f:
             json.dump(dict(metrics, checkpoint=args.checkpoint, tta=args.tta,
-                           test_resolution=test_resolutions(cfg)), f, indent=2)
+                           test_resolution=evaluation_resolutions(cfg)), f, indent=2)
 
 
 if __name__ == "__main__":

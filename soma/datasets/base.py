@@ -10,6 +10,8 @@ from __future__ import annotations
 import os.path as osp
 from typing import Any
 
+import numpy as np
+
 from mmseg.datasets import BaseSegDataset, CityscapesDataset
 from mmseg.registry import DATASETS
 
@@ -27,6 +29,9 @@ class DGSegDataset(BaseSegDataset):
 
     Args:
         domain: the name results are reported under (``"<domain>/mIoU"``). Default: the class's ``DOMAIN``.
+        subset_ratio: keep this fraction of the images (at least one), a fixed random subset drawn with
+            ``subset_seed`` from the sorted file list (e.g. ``1 / 16`` for "Cityscapes 1/16").
+        subset_seed: seed of that draw.
         **kwargs: :class:`mmseg.datasets.BaseSegDataset` arguments (``data_root``, ``data_prefix``, suffixes,
             ``pipeline``, ...).
     """
@@ -36,10 +41,14 @@ class DGSegDataset(BaseSegDataset):
     # How to produce the layout this class reads, for the missing-folder error.
     PREPARE_HINT = "see data/README.md"
 
-    def __init__(self, *args: Any, domain: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, domain: str | None = None, subset_ratio: float = 1.0, subset_seed: int = 0,
+                 **kwargs: Any) -> None:
         self.domain = domain or self.DOMAIN
         if not isinstance(self.domain, str) or not self.domain or "/" in self.domain:
             raise ValueError(f"`domain` must be a non-empty name without '/', got {self.domain!r}.")
+        if not 0.0 < subset_ratio <= 1.0:
+            raise ValueError(f"`subset_ratio` must lie in (0, 1], got {subset_ratio!r}.")
+        self.subset_ratio, self.subset_seed = subset_ratio, subset_seed
         super().__init__(*args, **kwargs)
 
     def load_data_list(self) -> list[dict]:
@@ -54,6 +63,10 @@ class DGSegDataset(BaseSegDataset):
             raise FileNotFoundError(
                 f"{type(self).__name__} ({self.domain}): no '*{self.img_suffix}' images under "
                 f"'{self.data_prefix.get('img_path')}'; check the folder and `img_suffix` ({self.PREPARE_HINT}).")
+        if self.subset_ratio < 1.0:
+            count = max(1, round(len(data_list) * self.subset_ratio))
+            keep = np.random.default_rng(self.subset_seed).choice(len(data_list), size=count, replace=False)
+            data_list = [data_list[i] for i in sorted(keep)]
         for info in data_list:
             info["domain"] = self.domain
         missing = [info["seg_map_path"] for info in data_list[:1] + data_list[-1:]

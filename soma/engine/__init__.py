@@ -1,4 +1,5 @@
 """Engine parts: model wrappers, hooks and schedulers registered in mmengine."""
 from .cpu_ddp import CPUDistributedDataParallel
+from .hooks import WeightDecayLoggerHook
 
-__all__ = ["CPUDistributedDataParallel"]
+__all__ = ["CPUDistributedDataParallel", "WeightDecayLoggerHook"]

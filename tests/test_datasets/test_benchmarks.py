@@ -90,3 +90,14 @@ def test_acdc_conditions_splits_and_unlabelled_test(tmp_path):
     assert len(test) == 1 and "seg_map_path" not in test.get_data_info(0)
     with pytest.raises(ValueError, match="condition"):
         DGACDCDataset(condition="haze", data_root=str(tmp_path))
+
+
+def test_fixed_random_subset(tmp_path):
+    for index in range(32):
+        write_pair(tmp_path / f"images/{index:03d}.png", tmp_path / f"labels/{index:03d}_labelTrainIds.png", index)
+    names = [[Path(info["img_path"]).name for info in DGGTA5Dataset(data_root=str(tmp_path), subset_ratio=1 / 16,
+                                                                    subset_seed=seed).load_data_list()]
+             for seed in (0, 0, 1)]
+    assert len(names[0]) == 2 and names[0] == names[1] and names[0] != names[2]
+    with pytest.raises(ValueError, match="subset_ratio"):
+        DGGTA5Dataset(data_root=str(tmp_path), subset_ratio=0)

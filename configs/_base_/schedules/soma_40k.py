@@ -31,3 +31,4 @@ default_hooks = dict(
     sampler_seed=dict(type="DistSamplerSeedHook"),
     visualization=dict(type="SegVisualizationHook"),
 )
+custom_hooks = [dict(type="WeightDecayLoggerHook")]  # the annealed decay appears in the log as weight_decay

@@ -1,0 +1,6 @@
+# SoMA on DINOv3-L (r=16 on blocks 8-23): GTA5 -> Cityscapes / BDD100K / Mapillary, 512 crops.
+# The one-line backbone swap of soma_dinov2-l_gta2cbm-512.py (plus the converted DINOv3 weights). No published
+# number: DINOv3 appeared after the SoMA paper.
+_base_ = ["./soma_dinov2-l_gta2cbm-512.py"]
+
+model = dict(backbone=dict(type="DINOv3", init_cfg=dict(checkpoint="checkpoints/dinov3_vitl16_converted.pth")))
