@@ -192,3 +192,21 @@ def test_extract_then_merge_adapter_reproduces_predictions(tmp_path):
     torch.save(other.state_dict(), tmp_path / "base.pth")
     with pytest.raises(ValueError, match="different base weights"):
         merge_adapter(str(config), str(tmp_path / "adapter.pth"), str(tmp_path / "never.pth"))
+
+
+def test_ema_option_keeps_an_averaged_copy(tmp_path):
+    """The EMA config's hook (from iteration 1 here) trains and saves the averaged weights with the checkpoint."""
+    import torch
+    from mmengine.config import Config
+
+    make_cityscapes_like(tmp_path / "data")
+    ema_hooks = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_gta2cbm-512_ema.py")).custom_hooks
+    ema_hooks[1].begin_iter = 1
+    config = tmp_path / "tiny_ema.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data") + f"custom_hooks = {ema_hooks!r}\n")
+    result = run_train(config, tmp_path / "work", "--cfg-options", "train_cfg.max_iters=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = torch.load(tmp_path / "work" / "iter_2.pth", map_location="cpu", weights_only=False)
+    ema = checkpoint["ema_state_dict"]
+    adapter = next(k for k in checkpoint["state_dict"] if k.endswith("lora_B"))
+    assert not torch.equal(ema[f"module.{adapter}"], checkpoint["state_dict"][adapter])  # averaged, not a copy
