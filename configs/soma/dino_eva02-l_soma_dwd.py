@@ -1,0 +1,4 @@
+# The EVA02-L variant of dino_dinov2-l_soma_dwd.py (same detector, schedule and published targets there).
+_base_ = ["./dino_dinov2-l_soma_dwd.py"]
+
+model = dict(backbone=dict(type="EVA02", init_cfg=dict(checkpoint="checkpoints/eva02_vitl14_converted.pth")))
