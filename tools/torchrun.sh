@@ -4,8 +4,10 @@
 # without GPUs the scripts switch to the gloo backend on CPU.
 SCRIPT=$1
 NPROC=$2
-PYTHON=${PYTHON:-python}
-PYTHONPATH="$(dirname "$0")/..":${PYTHONPATH:-} \
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+# The repository's environment (tools/setup.sh) unless PYTHON names another interpreter.
+PYTHON=${PYTHON:-$( [[ -x "$ROOT/.venv/bin/python" ]] && echo "$ROOT/.venv/bin/python" || echo python )}
+PYTHONPATH="$ROOT":${PYTHONPATH:-} \
 "$PYTHON" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" \
     --nproc_per_node="$NPROC" --master_port="${PORT:-29500}" \

@@ -80,7 +80,7 @@ def run(command: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as stream:
         result = subprocess.run(command, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONPATH=str(REPO)))
+                                env=dict(os.environ, PYTHONPATH=str(REPO), PYTHON=sys.executable))
     if result.returncode:
         tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
         raise SystemExit(f"{' '.join(command)} failed (exit {result.returncode}); end of {log}:\n{tail}")
