@@ -1,5 +1,5 @@
 """Engine parts: model wrappers, hooks and schedulers registered in mmengine."""
 from .cpu_ddp import CPUDistributedDataParallel
-from .hooks import WeightDecayLoggerHook
+from .hooks import RandomStateHook, WeightDecayLoggerHook
 
-__all__ = ["CPUDistributedDataParallel", "WeightDecayLoggerHook"]
+__all__ = ["CPUDistributedDataParallel", "WeightDecayLoggerHook", "RandomStateHook"]

@@ -9,6 +9,7 @@ fails. The policy here:
   ``.safetensors`` is read with safetensors. Our backbones load ``init_cfg=Pretrained`` through it.
 * :func:`load_trusted_checkpoint` — checkpoints this codebase (mmengine's Runner) wrote and the user named
   (``load_from``, ``--resume``, a test checkpoint). Full unpickling.
+* :func:`register_atomic_local_backend` — mmengine's local file writes (checkpoints) go through a temp file.
 * :func:`register_trusted_local_loader` — makes mmengine's local-file loader use the trusted path, so the
   Runner's ``load_checkpoint``/``resume`` work. Called once when ``soma`` is imported.
 """
@@ -125,3 +126,24 @@ def register_trusted_local_loader() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
 
     CheckpointLoader.register_scheme(prefixes="", loader=_load_local_trusted, force=True)
+
+
+def register_atomic_local_backend() -> None:
+    """Make mmengine's local file writes atomic: checkpoints (and anything else written through its ``put``).
+
+    mmengine's Runner serialises a checkpoint to memory and writes it with ``LocalBackend.put``, which opens the
+    final file directly: a job killed while writing a ViT-L checkpoint leaves a truncated ``iter_N.pth`` that
+    ``--resume`` then fails on. Writing to a temporary file and renaming keeps the previous checkpoint intact.
+    """
+    from mmengine.fileio import LocalBackend, register_backend
+
+    class AtomicLocalBackend(LocalBackend):
+        def put(self, obj: bytes, filepath: str | os.PathLike) -> None:
+            with atomic_path(filepath) as tmp:
+                tmp.write_bytes(obj)
+
+        def put_text(self, obj: str, filepath: str | os.PathLike, encoding: str = "utf-8") -> None:
+            with atomic_path(filepath) as tmp:
+                tmp.write_text(obj, encoding=encoding)
+
+    register_backend("local", AtomicLocalBackend, force=True, prefixes="")
