@@ -66,3 +66,19 @@ def test_every_trainable_parameter_gets_a_gradient(tiny_segmentor_config):
     loss.backward()
     unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not unused, unused
+
+
+def test_images_not_divisible_by_the_patch_are_padded_and_cropped_back(tiny_segmentor_config):
+    """A test image smaller than the slide window with sides that are no multiple of 16 (e.g. BDD at 0.5 scale)."""
+    import torch
+    from mmseg.registry import MODELS
+    from mmseg.structures import SegDataSample
+
+    model = MODELS.build(tiny_segmentor_config()).eval()
+    model.init_weights()
+    image = torch.rand(1, 3, 36, 50) * 255
+    sample = SegDataSample(metainfo=dict(img_shape=(36, 50), ori_shape=(36, 50), pad_shape=(36, 50)))
+    with torch.no_grad():
+        result = model.predict(model.data_preprocessor(dict(inputs=[image[0]], data_samples=[sample]))["inputs"],
+                               [sample])
+    assert result[0].pred_sem_seg.data.shape == (1, 36, 50)

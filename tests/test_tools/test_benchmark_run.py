@@ -25,7 +25,7 @@ LAYOUT = {  # data root -> (image, label) relative paths
 }
 
 
-def make_data(root, size=(48, 96)):
+def make_data(root, size=(128, 256)):  # large enough for the 0.5 TTA scale at stride 32
     rng = np.random.default_rng(0)
     for dataset, pairs in LAYOUT.items():
         for image, label in pairs:
@@ -73,3 +73,10 @@ def test_gta2cbm_config_trains_and_tests_with_tiny_arch(tmp_path):
     per_class = json.loads((tmp_path / "test/per_class.json").read_text())
     assert per_class["test_resolution"] == [[2048, 1024], [1280, 720], [2048, 1024]] and per_class["tta"] is False
     assert per_class["images"] == {"citys": 1, "bdd": 1, "map": 1}
+    # test-time augmentation (scales 0.5-1.75 x flip) over the same multi-dataset test set, recorded as such
+    tta = subprocess.run(["bash", "tools/test.sh", str(config), str(tmp_path / "work/iter_2.pth"), "1", "--tta",
+                          "--work-dir", str(tmp_path / "tta")], cwd=REPO, capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert tta.returncode == 0, tta.stderr[-3000:]
+    assert json.loads((tmp_path / "tta/per_class.json").read_text())["tta"] is True
+    assert "mean/mIoU" in json.loads((tmp_path / "tta/metrics.json").read_text())

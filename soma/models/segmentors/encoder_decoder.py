@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
 
@@ -12,7 +13,8 @@ class SoMAEncoderDecoder(EncoderDecoder):
 
     mmseg's slide inference rewrites ``img_shape`` for each crop but leaves ``pad_shape`` at the full image's
     padded size; ``Mask2FormerHead`` resizes its masks to ``pad_shape``, so the window logits come back at the
-    wrong size. Here ``pad_shape`` always describes the tensor actually being decoded.
+    wrong size. Here ``pad_shape`` always describes the tensor actually being decoded, which is padded to a
+    multiple of the ViT's patch size when a window is smaller than the crop.
 
     Training labels must be trainIds (``0 .. num_classes-1``) or the ignore index: a raw label id (e.g. 26 for
     a Cityscapes car) would otherwise fail deep inside the loss, or worse, train a wrong class. Such a batch
@@ -32,7 +34,19 @@ class SoMAEncoderDecoder(EncoderDecoder):
         return super().loss(inputs, data_samples)
 
     def encode_decode(self, inputs: torch.Tensor, batch_img_metas: list[dict]) -> torch.Tensor:
+        # A window (or whole image) smaller than the crop keeps its own size, e.g. BDD at TTA scale 0.5 is
+        # 640x360: pad it to a multiple of the ViT's patch and crop the logits back.
+        height, width = inputs.shape[2:]
+        patch_h, patch_w = self._patch_size()
+        pad_h, pad_w = -height % patch_h, -width % patch_w
+        if pad_h or pad_w:
+            inputs = F.pad(inputs, (0, pad_w, 0, pad_h))
         for meta in batch_img_metas:
             if "pad_shape" in meta:
                 meta["pad_shape"] = tuple(inputs.shape[2:])
-        return super().encode_decode(inputs, batch_img_metas)
+        return super().encode_decode(inputs, batch_img_metas)[..., :height, :width]
+
+    def _patch_size(self) -> tuple[int, int]:
+        patch_embed = getattr(getattr(self.backbone, "vit", None), "patch_embed", None)
+        size = getattr(patch_embed, "patch_size", (1, 1))
+        return (size, size) if isinstance(size, int) else tuple(size)
