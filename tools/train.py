@@ -26,9 +26,6 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     cfg = load_run_config(args)
-    if args.amp:
-        cfg.optim_wrapper.type = "AmpOptimWrapper"
-        cfg.optim_wrapper.setdefault("loss_scale", "dynamic")
     cfg.resume = args.resume
     runner = Runner.from_cfg(cfg)
     runner.register_hook(dict(type="RandomStateHook"))  # resumed runs continue the same random stream

@@ -6,5 +6,6 @@ _base_ = ["./soma_dinov2-l_gta2cbm-512.py"]
 
 custom_hooks = [
     dict(type="WeightDecayLoggerHook"),
+    dict(type="MergeAdaptersHook"),
     dict(type="EMAHook", ema_type="ExponentialMovingAverage", momentum=2e-4, begin_iter=12000, update_buffers=True),
 ]

@@ -1,5 +1,6 @@
 """Engine parts: model wrappers, hooks and schedulers registered in mmengine."""
 from .cpu_ddp import CPUDistributedDataParallel
 from .hooks import RandomStateHook, WeightDecayLoggerHook
+from .merge_hook import MergeAdaptersHook
 
-__all__ = ["CPUDistributedDataParallel", "WeightDecayLoggerHook", "RandomStateHook"]
+__all__ = ["CPUDistributedDataParallel", "WeightDecayLoggerHook", "RandomStateHook", "MergeAdaptersHook"]

@@ -4,6 +4,7 @@ from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 
 from soma.peft import trainable_parameters
+from soma.utils.run_config import resolve_amp
 
 from ..conftest import MODEL_BASE, REPO
 
@@ -26,7 +27,7 @@ def test_optimizer_groups_follow_the_recipe(tiny_segmentor_config):
     model = MODELS.build(tiny_segmentor_config())
     model.init_weights()
     schedule = Config.fromfile(str(SCHEDULE))
-    wrapper = build_optim_wrapper(model, schedule.optim_wrapper)
+    wrapper = build_optim_wrapper(model, resolve_amp(schedule.optim_wrapper, device="cpu"))
     names = {id(p): n for n, p in model.named_parameters()}
     groups = {names[id(p)]: g for g in wrapper.optimizer.param_groups for p in g["params"]}
     assert all(not n.startswith("backbone.") or not model.get_parameter(n).requires_grad or n in groups
@@ -45,7 +46,7 @@ def test_weight_decay_is_cosine_annealed(tiny_segmentor_config):
 
     model = MODELS.build(tiny_segmentor_config())
     schedule = Config.fromfile(str(SCHEDULE))
-    wrapper = build_optim_wrapper(model, schedule.optim_wrapper)
+    wrapper = build_optim_wrapper(model, resolve_amp(schedule.optim_wrapper, device="cpu"))
     wd_cfg = next(s for s in schedule.param_scheduler if s.get("param_name") == "weight_decay")
     scheduler = PARAM_SCHEDULERS.build(dict(wd_cfg, optimizer=wrapper))
     decayed = next(g for g in wrapper.optimizer.param_groups if g["weight_decay"] > 0)

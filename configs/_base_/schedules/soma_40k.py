@@ -1,7 +1,11 @@
 # Training recipe of SoMA (DESIGN §1.3): AdamW, backbone lr x0.5, PolyLR and cosine-annealed weight decay.
 max_iters = 40000
 optim_wrapper = dict(
-    type="OptimWrapper",
+    # Mixed precision on GPU: bf16 where the GPU has it, else fp16 with dynamic loss scaling; float32 with the plain
+    # OptimWrapper on CPU. Resolved per machine by tools/train.py (soma.utils.run_config.resolve_amp).
+    type="AmpOptimWrapper",
+    dtype="auto",
+    loss_scale="dynamic",
     optimizer=dict(type="AdamW", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, eps=1e-8),
     clip_grad=dict(max_norm=0.01, norm_type=2),
     paramwise_cfg=dict(
@@ -31,4 +35,7 @@ default_hooks = dict(
     sampler_seed=dict(type="DistSamplerSeedHook"),
     visualization=dict(type="SegVisualizationHook"),
 )
-custom_hooks = [dict(type="WeightDecayLoggerHook")]  # the annealed decay appears in the log as weight_decay
+custom_hooks = [
+    dict(type="WeightDecayLoggerHook"),  # the annealed decay appears in the log as weight_decay
+    dict(type="MergeAdaptersHook"),  # validate/test with SoMA merged (plain-backbone speed); train unmerged
+]

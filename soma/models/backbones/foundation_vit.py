@@ -38,6 +38,11 @@ def resize_pyramid(features: Sequence[torch.Tensor], scales: Sequence[float]) ->
     ]
 
 
+def run_block(block: nn.Module, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+    """One transformer block; the function ``compile_blocks`` compiles."""
+    return block(tokens, **kwargs)
+
+
 class FoundationViT(BaseModule):
     """Base class of the ViT backbones (see the module docstring).
 
@@ -59,6 +64,9 @@ class FoundationViT(BaseModule):
             :class:`soma.peft.SoMAConfig` fields. ``target_modules`` defaults to the family's.
         drop_path_rate: stochastic depth of the adapted/trained blocks.
         with_cp: gradient checkpointing of the trained blocks.
+        compile_blocks: ``torch.compile`` each block: ``True``, or a dict of ``torch.compile`` keyword arguments
+            (e.g. ``dict(mode="max-autotune")``). Default: ``False``. The block loop (frozen blocks under
+            no-grad, checkpointing) stays eager, and the blocks share one compiled function.
         init_cfg: ``dict(type="Pretrained", checkpoint=PATH)``: a converted checkpoint (tools/convert_models)
             or the official/timm release file; converted by the family's checkpoint filter.
         timm_kwargs: extra keyword arguments for the timm model (advanced).
@@ -79,6 +87,7 @@ class FoundationViT(BaseModule):
         peft: dict | None = None,
         drop_path_rate: float = 0.0,
         with_cp: bool = False,
+        compile_blocks: bool | dict = False,
         init_cfg: dict | None = None,
         timm_kwargs: dict | None = None,
     ) -> None:
@@ -103,6 +112,13 @@ class FoundationViT(BaseModule):
         self.out_scales = tuple(out_scales) if out_scales is not None else None
         self.final_norm = final_norm
         self.with_cp = with_cp
+        if not isinstance(compile_blocks, (bool, dict)):
+            raise TypeError(f"`compile_blocks` must be a bool or a dict of torch.compile options, "
+                            f"got {compile_blocks!r}.")
+        # A compiled free function, not Module.compile(): a compiled bound method would survive deepcopy (EMA)
+        # still bound to the original module.
+        self._run_block = (torch.compile(run_block, **({} if compile_blocks is True else compile_blocks))
+                           if compile_blocks is not False else run_block)
         # Blocks after the last output and an unused final norm would be parameters DDP never sees a gradient for.
         self.vit.prune_intermediate_layers(list(self.out_indices), prune_norm=not final_norm, prune_head=True)
 
@@ -131,6 +147,10 @@ class FoundationViT(BaseModule):
         for block in model.blocks:
             if hasattr(block.attn, "qkv_bias_separate"):
                 block.attn.qkv_bias_separate = True
+            # Always F.scaled_dot_product_attention (flash/memory-efficient kernels on GPU), whatever timm's
+            # import-time TIMM_FUSED_ATTN setting says.
+            if hasattr(block.attn, "fused_attn"):
+                block.attn.fused_attn = True
         return model
 
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -250,9 +270,9 @@ class FoundationViT(BaseModule):
             trained = index >= first_trained
             with torch.set_grad_enabled(trained):
                 if trained and self.with_cp and self.training:
-                    tokens = checkpoint(block, tokens, use_reentrant=False, **block_kwargs)
+                    tokens = checkpoint(self._run_block, block, tokens, use_reentrant=False, **block_kwargs)
                 else:
-                    tokens = block(tokens, **block_kwargs)
+                    tokens = self._run_block(block, tokens, **block_kwargs)
             if index in indices:
                 outputs.append(self.vit.norm(tokens) if norm else tokens)
         grid_h, grid_w = self.vit.patch_embed.dynamic_feat_size((height, width))

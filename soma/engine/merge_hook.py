@@ -1,0 +1,63 @@
+"""Evaluate with the SoMA adapters merged into their base weights, train with them apart."""
+from __future__ import annotations
+
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+from soma.peft import merge_soma, soma_layers, unmerge_soma
+
+__all__ = ["MergeAdaptersHook"]
+
+
+@HOOKS.register_module()
+class MergeAdaptersHook(Hook):
+    """Fold every ``scale·BA`` into its base weight for validation and testing, and take it out afterwards.
+
+    Merged, an adapted Linear costs what the plain Linear costs, so evaluation runs at the speed of the
+    un-adapted backbone with the same outputs (up to float rounding). Models without SoMA layers (frozen,
+    full fine-tuning, an already merged checkpoint) are left alone.
+
+    Order with mmengine's ``EMAHook`` (priority ``NORMAL``), which swaps the averaged weights in at
+    ``before_val_epoch`` and out at ``after_val_epoch``: the merge must act on the weights that are
+    evaluated and be undone before they are swapped out. So the merge happens at the first
+    ``before_val_iter``/``before_test_iter`` (after every ``before_*_epoch``), and this hook's priority
+    (``ABOVE_NORMAL``) puts the unmerge at ``after_*_epoch`` before the EMA swap and before a ``save_best``
+    checkpoint (``CheckpointHook`` is ``VERY_LOW``). Training always resumes unmerged; each merge/unmerge
+    round trip changes the frozen weights by float rounding only (about one ulp).
+
+    Args:
+        safe_merge: check merged weights for NaN/Inf before writing them (see :func:`soma.peft.merge_soma`).
+    """
+
+    priority = "ABOVE_NORMAL"
+
+    def __init__(self, safe_merge: bool = False) -> None:
+        self.safe_merge = safe_merge
+
+    @staticmethod
+    def _layers_merged(runner) -> list[bool]:
+        return [layer.merged for layer in soma_layers(runner.model).values()]
+
+    def _merge(self, runner) -> None:
+        # soma_layers walks named_modules(), so DDP and TTA wrappers need no unwrapping.
+        if not all(self._layers_merged(runner)):
+            merge_soma(runner.model, safe_merge=self.safe_merge)
+
+    def _unmerge(self, runner) -> None:
+        if any(self._layers_merged(runner)):
+            unmerge_soma(runner.model)
+
+    def before_val_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._merge(runner)
+
+    def before_test_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._merge(runner)
+
+    def after_val_epoch(self, runner, metrics=None) -> None:
+        self._unmerge(runner)
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        self._unmerge(runner)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        self._unmerge(runner)  # a no-op unless an evaluation ended without its after_*_epoch

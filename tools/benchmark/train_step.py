@@ -1,0 +1,312 @@
+"""Training step time and peak memory of SoMA vs full fine-tuning, frozen and LoRA; merged-SoMA inference speed.
+
+    python tools/benchmark/train_step.py [--steps 10] [--warmup 3] [--no-amp] [--with-cp] [--compile] [--json F]
+    python tools/benchmark/train_step.py --small                        # tiny arch, CPU smoke run
+    python tools/benchmark/train_step.py --arch small --img-size 256 --batch 2 --infer-size 512 1024
+
+The models are built from the published configs (configs/soma/{full,frozen,lora,soma}_dinov2-l_gta2cbm-512.py,
+random weights: ``init_cfg=None``): DINOv2-L + Mask2Former, 512×512 crops, batch 4, the schedule's optimizer
+wrapper (AMP on GPU, resolved as tools/train.py does). Each measurement runs in a fresh process, so one method's
+memory cannot hide in another's. Reported per method: median step time, images/s and peak memory, each as a
+ratio to full fine-tuning measured in the same run. Peak memory is ``torch.cuda.max_memory_allocated`` on GPU
+and the growth of the process's peak RSS (``ru_maxrss`` minus the RSS before the model is built) on CPU; both
+include weights, gradients, optimizer state and activations. Inference: slide inference (crop = training crop,
+stride 2/3 of it) of one 1024×2048 image with SoMA merged vs the plain (un-adapted) backbone, as FPS ratios.
+
+``--arch``/``--img-size`` shrink the model for CPU runs: the backbone's output blocks become the arch's
+defaults and SoMA/LoRA adapt the same fraction of blocks as blocks 8-23 of 24. ``--small`` uses the tiny test
+arch and narrow head of configs/demo/mask2former_dinov2-tiny_soma.py at 64×64, batch 2, 3 steps.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import platform
+import resource
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = {method: REPO / f"configs/soma/{method}_dinov2-l_gta2cbm-512.py"
+           for method in ("full", "frozen", "lora", "pissa", "soma")}
+TINY_MODEL = REPO / "configs/demo/mask2former_dinov2-tiny_soma.py"
+ARCHS = {"small": (384, 12), "base": (768, 12), "large": (1024, 24), "giant": (1536, 40)}  # width, depth
+NUM_CLASSES = 19
+INFERENCE = {"plain backbone": ("frozen", False), "SoMA merged": ("soma", True), "SoMA unmerged": ("soma", False)}
+GOALS = ("goals (GPU: DINOv2-L, 512, bs 4, bf16, one H100): SoMA step <= 0.70x full, peak memory <= 0.55x full, "
+         "merged FPS 1.00 +- 0.02x plain")
+
+
+# ---------------------------------------------------------------------------------------------------- models
+def build_configs(method: str, args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(model, optim_wrapper)`` configs of ``method`` from its published config, resized as asked."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(CONFIGS[method]))
+    model, optim_wrapper = cfg.model, cfg.optim_wrapper
+    model.backbone.init_cfg = None
+    if args.small:
+        tiny = Config.fromfile(str(TINY_MODEL)).model
+        peft = model.backbone.get("peft")
+        tiny.backbone.update(peft=None if peft is None else dict(peft, r=tiny.backbone.peft.r,
+                                                                   start_block=tiny.backbone.peft.start_block),
+                             frozen=model.backbone.get("frozen"))
+        model = tiny
+    elif args.arch != "large" or args.img_size != 512:
+        width, depth = ARCHS[args.arch]
+        size = (args.img_size, args.img_size)
+        model.backbone.update(arch=args.arch, img_size=args.img_size)
+        if args.arch != "large":
+            model.backbone.out_indices = None  # the arch's default output blocks
+            model.decode_head.in_channels = [width] * 4
+            if model.backbone.get("peft"):  # blocks 8-23 of 24: the same fraction
+                model.backbone.peft.start_block = round(model.backbone.peft.start_block * depth / 24)
+        model.data_preprocessor.size = size
+        model.test_cfg.update(crop_size=size, stride=(args.img_size * 2 // 3,) * 2)
+    model.backbone.update(with_cp=args.with_cp, compile_blocks=args.compile)
+    if args.no_amp:
+        optim_wrapper = dict({k: v for k, v in optim_wrapper.items() if k not in ("dtype", "loss_scale")},
+                             type="OptimWrapper")
+    return model, optim_wrapper
+
+
+def build_model(method: str, args: argparse.Namespace, device: str):
+    """The segmentor of ``method`` on ``device``, initialised (SoMA's SVD split of the random weights)."""
+    from mmseg.registry import MODELS
+
+    model_cfg, _ = build_configs(method, args)
+    model = MODELS.build(model_cfg).to(device)
+    model.init_weights()
+    return model
+
+
+def synthetic_batch(num_images: int, size: tuple[int, int], test: bool = False) -> dict:
+    """Random images with a 3×4 grid of classes each (12 ground-truth masks per image, as in street scenes)."""
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    generator = torch.Generator().manual_seed(0)
+    height, width = size
+    rows = torch.arange(height)[:, None] * 3 // height
+    cols = torch.arange(width)[None, :] * 4 // width
+    inputs, samples = [], []
+    for index in range(num_images):
+        label = ((rows * 4 + cols + index) % NUM_CLASSES).long()[None]
+        sample = SegDataSample(metainfo=dict(img_shape=size, ori_shape=size, pad_shape=size))
+        if not test:
+            sample.gt_sem_seg = PixelData(data=label)
+        inputs.append(torch.randint(0, 255, (3, *size), generator=generator, dtype=torch.uint8))
+        samples.append(sample)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+# ---------------------------------------------------------------------------------------------------- workers
+def prepare_process() -> None:
+    """Registries and quiet logs in this process (spawned workers start from scratch)."""
+    import logging
+    import warnings
+
+    from mmengine.logging import MMLogger
+    from mmengine.registry import init_default_scope
+
+    import soma  # noqa: F401  (registers the backbones, segmentor and hooks)
+
+    init_default_scope("mmseg")
+    # No per-parameter init/optimizer reports; the precision actually used is in the table.
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="torch.meshgrid")  # mmdet's positional encodings, every step
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * resource.getpagesize()
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure_training(method: str, args: argparse.Namespace, device: str) -> dict:
+    """Median step time and peak memory of ``method``'s training step (runs in its own process)."""
+    from mmengine.optim import build_optim_wrapper
+
+    from soma.utils.run_config import resolve_amp
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = rss_bytes()
+    model = build_model(method, args, device).train()
+    _, optim_cfg = build_configs(method, args)
+    wrapper = build_optim_wrapper(model, resolve_amp(optim_cfg, device=device))
+    batch = synthetic_batch(args.batch, (args.img_size,) * 2)
+    times = []
+    for _ in range(args.warmup + args.steps):
+        synchronize(device)
+        start = time.perf_counter()
+        model.train_step(batch, wrapper)
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated()
+    else:  # ru_maxrss is in KiB on Linux
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - rss_before
+    step = statistics.median(times[args.warmup:])
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return dict(method=method, step_s=step, images_per_s=args.batch / step, peak_mib=peak / 2**20,
+                trainable=trainable, amp=str(getattr(wrapper, "cast_dtype", None) or "float32").removeprefix("torch."))
+
+
+def measure_inference(name: str, args: argparse.Namespace, device: str) -> dict:
+    """Median seconds of slide inference on one ``--infer-size`` image (runs in its own process)."""
+    from soma.peft import merge_soma
+    from soma.utils.run_config import resolve_amp
+
+    method, merge = INFERENCE[name]
+    model = build_model(method, args, device).eval()
+    if merge:
+        merge_soma(model)
+    _, optim_cfg = build_configs(method, args)
+    # Evaluate in the training precision (bf16 also reroutes mmcv's ops without bf16 kernels).
+    dtype = resolve_amp(optim_cfg, device=device).get("dtype") if device == "cuda" else None
+    batch = synthetic_batch(1, tuple(args.infer_size), test=True)
+    crop, stride = model.test_cfg.crop_size, model.test_cfg.stride
+    times = []
+    precision = torch.autocast(device, dtype=getattr(torch, dtype)) if dtype else contextlib.nullcontext()
+    with torch.no_grad(), precision:
+        for _ in range(1 + args.infer_repeats):  # the first is warm-up
+            synchronize(device)
+            start = time.perf_counter()
+            model.test_step(batch)
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    windows = [-(-max(size - c, 0) // s) + 1 for size, c, s in zip(args.infer_size, crop, stride)]
+    return dict(model=name, seconds=statistics.median(times[1:]), windows=windows[0] * windows[1],
+                crop=list(crop), stride=list(stride))
+
+
+def _child(conn, fn: Callable, fn_args: tuple) -> None:
+    try:
+        prepare_process()
+        conn.send((True, fn(*fn_args)))
+    except BaseException:  # report any failure to the parent instead of dying silently
+        conn.send((False, traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def run_isolated(fn: Callable, *fn_args: Any, device: str) -> dict:
+    """``fn(*fn_args)`` in a fresh process: forked on CPU (cheap; the parent has run no tensor code), spawned
+    on GPU (CUDA cannot be forked)."""
+    context = multiprocessing.get_context("fork" if device == "cpu" else "spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_child, args=(sender, fn, fn_args))
+    process.start()
+    sender.close()
+    try:
+        ok, payload = receiver.recv()
+    except EOFError:
+        process.join()
+        ok, payload = False, f"worker died with exit code {process.exitcode} (out of memory?)"
+    process.join()
+    if not ok:
+        raise RuntimeError(f"{fn.__name__}{fn_args[:1]} failed:\n{payload}")
+    return payload
+
+
+# ---------------------------------------------------------------------------------------------------- report
+def versions() -> str:
+    import mmcv
+    import mmengine
+    import mmseg
+    import timm
+
+    return (f"python {platform.python_version()}, torch {torch.__version__}, mmengine {mmengine.__version__}, "
+            f"mmcv {mmcv.__version__}, mmseg {mmseg.__version__}, timm {timm.__version__}")
+
+
+def device_name(device: str) -> str:
+    if device == "cuda":
+        return f"cuda ({torch.cuda.get_device_name()})"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def report(args: argparse.Namespace, device: str, training: list[dict], inference: list[dict]) -> str:
+    arch = "tiny (4 blocks, 64 dims)" if args.small else args.arch
+    head = "narrow Mask2Former (the tests' tiny head)" if args.small else "Mask2Former"
+    base = next((r for r in training if r["method"] == "full"), training[0])
+    lines = [f"device: {device_name(device)}", versions(),
+             f"command: python {' '.join(sys.argv)}",
+             f"train step: DINOv2-{arch} + {head}, {args.img_size}x{args.img_size}, batch {args.batch}, "
+             f"precision {training[0]['amp']}, median of {args.steps} steps after {args.warmup} warm-up"
+             + (", gradient checkpointing" if args.with_cp else "") + (", compiled blocks" if args.compile else ""),
+             f"{'method':8s} {'step s':>8s} {'x full':>7s} {'img/s':>7s} {'peak MiB':>9s} {'x full':>7s} "
+             f"{'trainable':>11s}"]
+    for r in training:
+        lines.append(f"{r['method']:8s} {r['step_s']:8.3f} {r['step_s'] / base['step_s']:7.2f} "
+                     f"{r['images_per_s']:7.2f} {r['peak_mib']:9.0f} {r['peak_mib'] / base['peak_mib']:7.2f} "
+                     f"{r['trainable']:11,d}")
+    if inference:
+        first = inference[0]
+        plain = next((r for r in inference if r["model"] == "plain backbone"), first)
+        lines += [f"slide inference: {args.infer_size[0]}x{args.infer_size[1]} image, crop {first['crop'][0]}, "
+                  f"stride {first['stride'][0]} ({first['windows']} windows), median of {args.infer_repeats}",
+                  f"{'model':15s} {'s/image':>8s} {'FPS':>7s} {'x plain':>8s}"]
+        for r in inference:
+            lines.append(f"{r['model']:15s} {r['seconds']:8.3f} {1 / r['seconds']:7.3f} "
+                         f"{plain['seconds'] / r['seconds']:8.2f}")
+    lines.append(GOALS)
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--methods", nargs="+", choices=sorted(CONFIGS), default=["full", "frozen", "lora", "soma"])
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="large")
+    parser.add_argument("--img-size", type=int, default=512, help="training crop (and slide window) size")
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per method (median reported)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, cudnn, compile)")
+    parser.add_argument("--infer-size", type=int, nargs=2, default=[1024, 2048], metavar=("H", "W"))
+    parser.add_argument("--infer-repeats", type=int, default=5)
+    parser.add_argument("--no-inference", action="store_true", help="skip the inference benchmark")
+    parser.add_argument("--no-amp", action="store_true", help="float32 even on GPU")
+    parser.add_argument("--with-cp", action="store_true", help="gradient checkpointing of the trained blocks")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the backbone blocks")
+    parser.add_argument("--small", action="store_true", help="tiny arch, 64x64, batch 2, 3 steps (smoke run)")
+    parser.add_argument("--json", help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    if args.small:
+        args.img_size, args.batch, args.steps, args.warmup = 64, 2, 3, 1
+        args.infer_size, args.infer_repeats = [128, 256], 2
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    prepare_process()
+    training = [run_isolated(measure_training, method, args, args.device, device=args.device)
+                for method in args.methods]
+    inference = [] if args.no_inference else [
+        run_isolated(measure_inference, name, args, args.device, device=args.device) for name in INFERENCE]
+    print(report(args, args.device, training, inference))
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(device=device_name(args.device), versions=versions(),
+                                                   args=vars(args), training=training, inference=inference),
+                                              indent=2))
+
+
+if __name__ == "__main__":
+    main()
