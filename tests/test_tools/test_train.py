@@ -201,7 +201,7 @@ def test_ema_option_keeps_an_averaged_copy(tmp_path):
 
     make_cityscapes_like(tmp_path / "data")
     ema_hooks = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_gta2cbm-512_ema.py")).custom_hooks
-    ema_hooks[1].begin_iter = 1
+    next(hook for hook in ema_hooks if hook.type == "EMAHook").begin_iter = 1
     config = tmp_path / "tiny_ema.py"
     config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data") + f"custom_hooks = {ema_hooks!r}\n")
     result = run_train(config, tmp_path / "work", "--cfg-options", "train_cfg.max_iters=2")
