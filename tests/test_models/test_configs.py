@@ -60,3 +60,20 @@ def test_weight_decay_is_cosine_annealed(tiny_segmentor_config):
     assert abs(seen[schedule.max_iters // 2] - (0.05 + 1e-5) / 2) < 1e-6
     assert abs(seen[schedule.max_iters] - 1e-5) < 1e-9
     assert undecayed["weight_decay"] == 0.0
+
+
+def test_frozen_parameters_are_summarised_not_warned_one_by_one(tiny_segmentor_config, capsys):
+    from mmengine.logging import MMLogger
+
+    model = MODELS.build(tiny_segmentor_config())
+    schedule = resolve_amp(Config.fromfile(str(SCHEDULE)).optim_wrapper, device="cpu")
+    assert schedule.constructor == "FrozenAwareOptimWrapperConstructor"
+    MMLogger.get_instance("frozen_summary", log_level="INFO")
+    ours = build_optim_wrapper(model, schedule)
+    log = capsys.readouterr().out + capsys.readouterr().err
+    assert "is skipped since its requires_grad=False" not in log
+    frozen = sum(1 for p in model.parameters() if not p.requires_grad)
+    assert f"optimizer: {frozen} frozen parameter tensors" in log
+    default = build_optim_wrapper(model, dict(schedule, constructor="DefaultOptimWrapperConstructor"))
+    groups = [(len(g["params"]), g["lr"], g["weight_decay"]) for g in ours.optimizer.param_groups]
+    assert groups == [(len(g["params"]), g["lr"], g["weight_decay"]) for g in default.optimizer.param_groups]

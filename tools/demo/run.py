@@ -102,6 +102,13 @@ def train_and_test(variant: Variant, args: argparse.Namespace, work_dir: Path) -
     return json.loads((work_dir / "metrics.json").read_text())
 
 
+def config_iterations(config: str) -> int:
+    """``train_cfg.max_iters`` of a demo config."""
+    from mmengine.config import Config
+
+    return Config.fromfile(str(REPO / config)).train_cfg.max_iters
+
+
 def trainable_fraction(config: str) -> float:
     """Trainable share of the backbone's parameters for ``config`` (built without weights)."""
     from mmengine.config import Config
@@ -167,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     figure = save_predictions(str(REPO / VARIANTS["soma"].config), work_root / "soma", args.data_root,
                               work_root / "predictions.png")
     elapsed = time.perf_counter() - start
-    summary = "\n".join([f"mIoU (%) on the demo scenes, trained on the source style ({args.iters or 'config'} "
-                         "iterations); per-class IoU is in each variant's test log.", "", table, "",
+    iterations = args.iters or config_iterations(VARIANTS["soma"].config)
+    summary = "\n".join([f"mIoU (%) on the demo scenes, trained on the source style ({iterations} iterations); "
+                         "per-class IoU is in each variant's test log.", "", table, "",
                          *[f"- {line}" for line in notes], "", f"Predictions: {figure}",
                          f"Demo finished in {elapsed:.0f} s."])
     (work_root / "summary.md").write_text(summary + "\n")

@@ -4,6 +4,7 @@ optim_wrapper = dict(
     # Mixed precision on GPU: bf16 where the GPU has it, else fp16 with dynamic loss scaling; float32 with the plain
     # OptimWrapper on CPU. Resolved per machine by tools/train.py (soma.utils.run_config.resolve_amp).
     type="AmpOptimWrapper",
+    constructor="FrozenAwareOptimWrapperConstructor",  # frozen weights: one log line, not one warning each
     dtype="auto",
     loss_scale="dynamic",
     optimizer=dict(type="AdamW", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, eps=1e-8),
