@@ -52,13 +52,13 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from soma.utils import atomic_path  # noqa: E402
+from soma.utils.dataset_config import image_only_pipeline, leaf_datasets  # noqa: E402
 
 ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
 ACDC_DATASET = "DGACDCDataset"
 NUM_CLASSES = 19
 IMAGE_SUFFIX = "_rgb_anon.png"
 ZIP_NAME = "acdc_test_submission.zip"
-_ANNOTATION_STEPS = ("LoadAnnotations", "mmseg.LoadAnnotations")
 
 
 @dataclass
@@ -83,22 +83,6 @@ def _type_name(dataset: dict) -> str:
     return name.split(".")[-1]  # "mmseg.DGACDCDataset" and the class itself read the same
 
 
-def _leaf_datasets(dataset: Any) -> list[dict]:
-    """Every leaf dataset config under a (possibly concatenated or wrapped) dataset config."""
-    if not isinstance(dataset, dict):
-        return []
-    leaves = []
-    for nested in ("datasets", "dataset"):
-        inner = dataset.get(nested)
-        if isinstance(inner, (list, tuple)):
-            for item in inner:
-                leaves += _leaf_datasets(item)
-            return leaves
-        if isinstance(inner, dict):
-            return _leaf_datasets(inner)
-    return [dataset]
-
-
 def acdc_test_datasets(cfg: Config) -> dict[str, dict]:
     """The config's ``DGACDCDataset`` test entries by condition (the first of each condition).
 
@@ -107,7 +91,7 @@ def acdc_test_datasets(cfg: Config) -> dict[str, dict]:
     """
     for key in ("test_dataloader", "val_dataloader"):
         found: dict[str, dict] = {}
-        for dataset in _leaf_datasets((cfg.get(key) or {}).get("dataset")):
+        for dataset in leaf_datasets((cfg.get(key) or {}).get("dataset")):
             if _type_name(dataset) == ACDC_DATASET:
                 found.setdefault(str(dataset.get("condition", "")), dataset)
         if found:
@@ -120,9 +104,7 @@ def acdc_test_pipeline(datasets: dict[str, dict], condition: str) -> list[dict]:
     """The test pipeline of ``condition``'s ACDC dataset (else the first one's), without annotation loading:
     the test split has no labels."""
     dataset = datasets.get(condition) or next(iter(datasets.values()))
-    pipeline = [dict(step) for step in dataset.get("pipeline") or [] if step.get("type") not in _ANNOTATION_STEPS]
-    if not pipeline or "LoadImage" not in str(pipeline[0].get("type")):
-        pipeline.insert(0, dict(type="LoadImageFromFile"))
+    pipeline = image_only_pipeline(dataset.get("pipeline") or [])
     if not any("Pack" in str(step.get("type")) for step in pipeline):
         pipeline.append(dict(type="PackSegInputs"))
     return pipeline

@@ -35,11 +35,10 @@ from tqdm import tqdm  # noqa: E402
 
 from soma.peft import soma_layers, unload_soma  # noqa: E402
 from soma.utils import check_config_types, load_trusted_checkpoint  # noqa: E402
+from soma.utils.dataset_config import image_only_pipeline, leaf_datasets  # noqa: E402
 from tools.model_loading import build_model  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-# Steps of a dataset's test pipeline that need ground truth, which a bare image does not have.
-_ANNOTATION_STEPS = ("LoadAnnotations", "mmseg.LoadAnnotations", "mmdet.LoadAnnotations")
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -128,9 +127,10 @@ def _config_dataset_metainfo(cfg: Config) -> dict[str, Any]:
     from mmengine.registry import DATASETS
 
     for key in ("test_dataloader", "val_dataloader"):
-        dataset = _first_dataset(cfg.get(key, {}).get("dataset"))
-        if dataset is None:
+        datasets = leaf_datasets(cfg.get(key, {}).get("dataset"))
+        if not datasets:
             continue
+        dataset = datasets[0]
         cls = DATASETS.get(dataset["type"]) if isinstance(dataset.get("type"), str) else dataset.get("type")
         meta = dict(getattr(cls, "METAINFO", {}) or {}) if cls is not None else {}
         meta.update(dataset.get("metainfo") or {})
@@ -139,32 +139,14 @@ def _config_dataset_metainfo(cfg: Config) -> dict[str, Any]:
     return {}
 
 
-def _first_dataset(dataset: Any) -> dict | None:
-    """The first leaf dataset config of a (possibly concatenated / wrapped) dataset config."""
-    if not isinstance(dataset, dict):
-        return None
-    for nested in ("datasets", "dataset"):
-        inner = dataset.get(nested)
-        if isinstance(inner, (list, tuple)) and inner:
-            return _first_dataset(inner[0])
-        if isinstance(inner, dict):
-            return _first_dataset(inner)
-    return dataset if "type" in dataset else None
-
-
 def _test_pipeline(cfg: Config) -> list[dict]:
     """The config's test pipeline for bare images: ``test_pipeline``, else the test dataset's, without
     annotation loading; an image loader first (mmseg's ``inference_model`` swaps it for the array loader)."""
     pipeline = cfg.get("test_pipeline")
     if not pipeline:
-        dataset = _first_dataset(cfg.get("test_dataloader", {}).get("dataset"))
-        pipeline = (dataset or {}).get("pipeline")
-    if not pipeline:
-        pipeline = [dict(type="LoadImageFromFile"), dict(type="PackSegInputs")]
-    pipeline = [dict(step) for step in pipeline if step.get("type") not in _ANNOTATION_STEPS]
-    if "LoadImage" not in str(pipeline[0].get("type")):
-        pipeline.insert(0, dict(type="LoadImageFromFile"))
-    return pipeline
+        datasets = leaf_datasets(cfg.get("test_dataloader", {}).get("dataset"))
+        pipeline = datasets[0].get("pipeline") if datasets else None
+    return image_only_pipeline(pipeline or [dict(type="LoadImageFromFile"), dict(type="PackSegInputs")])
 
 
 def init_model(config: str | Path, checkpoint: str | Path, device: str = "cpu") -> torch.nn.Module:

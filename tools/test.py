@@ -14,6 +14,7 @@ from mmengine.dist import is_main_process
 from mmengine.runner import Runner
 
 from soma.utils import add_runner_arguments, load_run_config
+from soma.utils.dataset_config import leaf_datasets
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,10 +45,8 @@ def format_metrics(metrics: dict[str, float]) -> str:
 
 def evaluation_resolutions(cfg: Config) -> list:
     """The ``Resize`` scales of the test pipeline(s), for the results record (numbers depend on them)."""
-    dataset = cfg.test_dataloader.dataset
-    datasets = dataset.get("datasets", [dataset])
     scales = []
-    for member in datasets:
+    for member in leaf_datasets(cfg.test_dataloader.dataset):
         for transform in member.get("pipeline", cfg.get("test_pipeline", [])):
             if transform.get("type") == "Resize":
                 scales.append(transform.get("scale"))
@@ -70,8 +69,7 @@ def main() -> None:
     if args.tta:
         if "tta_pipeline" not in cfg or "tta_model" not in cfg:
             raise SystemExit(f"--tta needs `tta_pipeline` and `tta_model` in {args.config}; this config has none.")
-        dataset = cfg.test_dataloader.dataset
-        for member in dataset.get("datasets", [dataset]):  # a ConcatDataset of test sets, or one
+        for member in leaf_datasets(cfg.test_dataloader.dataset):  # a ConcatDataset of test sets, or one
             member.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
         cfg.model = cfg.tta_model
