@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 import timm
 import torch
-from safetensors.torch import save_file
 
 from soma.models.backbones import DINOv3
 from tools.convert_models import dinov3 as convert_dinov3
 
 from ..conftest import REPO
+from .weight_layouts import StateDict, random_timm_model, save_state, timm_layout
 
-StateDict = dict[str, torch.Tensor]
 TINY = dict(embed_dim=64, depth=4, num_heads=2)  # DINOv3's "tiny" arch
 NATIVE_IMG_SIZE = 256
 ALL_BLOCKS = (0, 1, 2, 3)
@@ -53,10 +52,6 @@ def dinov3_official(state: StateDict) -> StateDict:
     return official
 
 
-def timm_layout(state: StateDict) -> StateDict:
-    return dict(state)
-
-
 # ---------------------------------------------------------------------------------------------------- cases
 @dataclass(frozen=True)
 class Case:
@@ -80,31 +75,14 @@ CASES = [
     Case("timm-qkv-bias", "vit_small_patch16_dinov3_qkvb", timm_layout, ".pth", "timm"),
 ]
 
-_REFERENCES: dict[str, torch.nn.Module] = {}
-
-
 def reference_model(timm_name: str) -> torch.nn.Module:
     """The tiny timm model with random weights everywhere (layer scales and q/v biases too)."""
-    if timm_name not in _REFERENCES:
-        torch.manual_seed(0)
-        model = timm.create_model(timm_name, pretrained=False, num_classes=0, img_size=NATIVE_IMG_SIZE,
-                                  dynamic_img_size=True, **TINY)
-        with torch.no_grad():
-            for param in model.parameters():
-                param.add_(0.05 * torch.randn_like(param))
-        _REFERENCES[timm_name] = model.eval()
-    return _REFERENCES[timm_name]
+    return random_timm_model(timm_name, NATIVE_IMG_SIZE, **TINY)
 
 
 def save_source(case: Case, path: Path) -> Path:
     torch.manual_seed(1)  # the official layout's random k bias and mask token
-    state = case.to_layout(reference_model(case.timm_name).state_dict())
-    path = path.with_suffix(case.suffix)
-    if case.suffix == ".safetensors":
-        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    else:
-        torch.save(state, path)
-    return path
+    return save_state(case.to_layout(reference_model(case.timm_name).state_dict()), path, case.suffix)
 
 
 def timm_features(timm_name: str, x: torch.Tensor) -> list[torch.Tensor]:

@@ -15,7 +15,6 @@ from types import ModuleType
 import pytest
 import timm
 import torch
-from safetensors.torch import save_file
 from timm.layers import resample_patch_embed
 
 from soma.models import DINOv2, EVA02, FoundationViT
@@ -23,8 +22,8 @@ from tools.convert_models import dinov2 as convert_dinov2
 from tools.convert_models import eva02 as convert_eva02
 
 from ..conftest import REPO
+from .weight_layouts import StateDict, random_timm_model, save_state, timm_layout
 
-StateDict = dict[str, torch.Tensor]
 TINY = dict(embed_dim=64, depth=4, num_heads=2)  # the backbones' "tiny" arch
 EVA02_TINY = dict(TINY, qkv_fused=False, scale_mlp=True)
 INPUT_SIZE = 56  # a 4x4 grid at patch 14: the backbones resample the 518/224 px position embedding to it
@@ -65,10 +64,6 @@ def eva02_official(state: StateDict) -> dict[str, StateDict]:
     return {"module": official}  # the MIM checkpoints nest the weights
 
 
-def timm_layout(state: StateDict) -> StateDict:
-    return dict(state)
-
-
 # ---------------------------------------------------------------------------------------------------- cases
 @dataclass(frozen=True)
 class Case:
@@ -104,31 +99,13 @@ CASES = [
          ".safetensors", "timm"),
 ]
 
-_REFERENCES: dict[tuple[str, int], torch.nn.Module] = {}
-
-
 def reference_model(case: Case) -> torch.nn.Module:
     """The tiny timm model at its native size, with random weights everywhere (layer scale and biases too)."""
-    key = (case.timm_name, case.native_img_size)
-    if key not in _REFERENCES:
-        torch.manual_seed(0)
-        model = timm.create_model(case.timm_name, pretrained=False, num_classes=0, img_size=case.native_img_size,
-                                  dynamic_img_size=True, **case.timm_kwargs)
-        with torch.no_grad():
-            for param in model.parameters():
-                param.add_(0.05 * torch.randn_like(param))
-        _REFERENCES[key] = model.eval()
-    return _REFERENCES[key]
+    return random_timm_model(case.timm_name, case.native_img_size, **case.timm_kwargs)
 
 
 def save_source(case: Case, path: Path) -> Path:
-    state = case.to_layout(reference_model(case).state_dict())
-    path = path.with_suffix(case.suffix)
-    if case.suffix == ".safetensors":
-        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
-    else:
-        torch.save(state, path)
-    return path
+    return save_state(case.to_layout(reference_model(case).state_dict()), path, case.suffix)
 
 
 def pretrained(path: Path) -> dict:
