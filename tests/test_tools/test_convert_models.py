@@ -13,7 +13,6 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-import timm
 import torch
 from timm.layers import resample_patch_embed
 

@@ -3,7 +3,6 @@ import csv
 import subprocess
 import sys
 
-import pytest
 import torch
 from PIL import Image
 

@@ -47,8 +47,8 @@ def find_domains(download: Path) -> dict[str, Path]:
                           "folder does not exist.")
     found: dict[str, list[Path]] = {}
     for depth in range(3):
-        for annotations in sorted(download.glob("/".join(["*"] * depth + ["VOC2007", "Annotations"]))):
-            holder = annotations.parent.parent
+        for annotation_dir in sorted(download.glob("/".join(["*"] * depth + ["VOC2007", "Annotations"]))):
+            holder = annotation_dir.parent.parent
             # The VOC2007 folder's parent names the domain; an archive wrapper above it may name it instead.
             domain = _domain_of(holder) or (_domain_of(holder.parent) if holder != download else None)
             # A link made by an earlier run into the download folder itself is the same folder, not a second one.

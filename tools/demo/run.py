@@ -26,7 +26,7 @@ if str(REPO) not in sys.path:  # run as a script: make `tools.demo` importable
     sys.path.insert(0, str(REPO))
 
 from tools.demo.pretrain import pretrain  # noqa: E402
-from tools.demo.scenes import STYLES, TARGET_STYLES, write_dataset  # noqa: E402
+from tools.demo.scenes import STYLES, write_dataset  # noqa: E402
 
 
 @dataclass(frozen=True)
