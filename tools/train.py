@@ -6,9 +6,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import re
+from pathlib import Path
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from soma.utils import add_runner_arguments, load_run_config
@@ -27,12 +31,33 @@ def main() -> None:
     args = parse_args()
     cfg = load_run_config(args)
     cfg.resume = args.resume
+    if args.resume and not cfg.get("load_from"):
+        cfg.load_from = latest_checkpoint(cfg.work_dir)
     runner = Runner.from_cfg(cfg)
     runner.register_hook(dict(type="RandomStateHook"))  # resumed runs continue the same random stream
     try:
         runner.train()
     except torch.OutOfMemoryError as error:
         raise SystemExit(out_of_memory_message(cfg, error)) from None
+
+
+def latest_checkpoint(work_dir: str) -> str | None:
+    """The checkpoint ``--resume`` continues from: the one ``last_checkpoint`` names if it is there, else the
+    highest ``iter_N.pth``/``epoch_N.pth`` in ``work_dir`` (``last_checkpoint`` left empty by a kill, or naming
+    a deleted file), else ``None`` (a fresh start, as mmengine does)."""
+    work = Path(work_dir)
+    pointer = work / "last_checkpoint"
+    named = pointer.read_text().strip() if pointer.is_file() else ""
+    if named and Path(named).is_file():
+        return named
+    found = [(int(match.group(2)), path) for path in work.glob("*.pth")
+             if (match := re.fullmatch(r"(iter|epoch)_(\d+)\.pth", path.name))]
+    if not found:
+        return None
+    latest = str(max(found)[1])
+    print_log(f"{pointer} {'names the missing ' + repr(named) if named else 'is missing or empty'}; resuming from "
+              f"{latest}, the latest checkpoint in {work}.", logger="current", level=logging.WARNING)
+    return latest
 
 
 def out_of_memory_message(cfg: Config, error: Exception) -> str:

@@ -107,3 +107,18 @@ def test_out_of_memory_says_what_to_change(tmp_path, data):
     message = result.stderr.strip().splitlines()[-1]
     assert "out of GPU memory" in message and "train_dataloader.batch_size=<smaller than 2>" in message
     assert "model.backbone.with_cp=True" in message and "--amp" in message
+
+
+def test_resume_finds_the_latest_checkpoint_when_last_checkpoint_is_unusable(tmp_path):
+    from tools.train import latest_checkpoint
+
+    assert latest_checkpoint(str(tmp_path)) is None  # nothing to resume: a fresh start
+    for name in ("iter_2.pth", "iter_10.pth", "iter_4.pth", "best_mIoU_iter_10.pth"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_4.pth"))
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "iter_4.pth")  # what mmengine recorded wins
+    (tmp_path / "last_checkpoint").write_text("")  # emptied by a kill while mmengine rewrote it
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "iter_10.pth")  # numerically highest, not by name
+    (tmp_path / "iter_10.pth").unlink()
+    (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_10.pth"))  # names a deleted file
+    assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "iter_4.pth")
