@@ -118,6 +118,11 @@ def require_files(folder: Path, suffix: str, what: str, download: str, recursive
     return files
 
 
+def train_id_tasks(labels: list[Path]) -> list[Task]:
+    """One task per label file, writing ``<stem>_labelTrainIds.png`` next to it (GTA5, SYNTHIA, UrbanSyn)."""
+    return [Task((label,), (label.with_name(label.stem + TRAIN_ID_SUFFIX),)) for label in labels]
+
+
 def replace_suffix(path: Path, old: str, new: str) -> Path:
     """``path`` with the name ending ``old`` replaced by ``new`` (``_labelIds.png`` → ``_labelTrainIds.png``)."""
     assert path.name.endswith(old), f"{path} does not end with {old}"

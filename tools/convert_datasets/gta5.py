@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tools` is a rep
 
 from tools.convert_datasets.common import (CITYSCAPES_LUT, TRAIN_ID_SUFFIX, Summary, Task,  # noqa: E402
                                            build_parser, read_label_ids, remap, require_dir, require_files,
-                                           run_cli, run_tasks, write_png)
+                                           run_cli, run_tasks, train_id_tasks, write_png)
 
 DATASET = "GTA5"
 DOWNLOAD = "https://download.visinf.tu-darmstadt.de/data/from_games/"
@@ -46,8 +46,7 @@ def convert_gta5(root: str | Path, nproc: int = 1) -> Summary:
     require_dir(root / "images", f"{DATASET} images", DOWNLOAD)
     labels = require_files(root / "labels", ".png", f"{DATASET} labels (Cityscapes label ids)", DOWNLOAD,
                            exclude_suffix=TRAIN_ID_SUFFIX)
-    tasks = [Task((label,), (label.with_name(label.stem + TRAIN_ID_SUFFIX),)) for label in labels]
-    return run_tasks(DATASET, tasks, _convert_label, nproc)
+    return run_tasks(DATASET, train_id_tasks(labels), _convert_label, nproc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

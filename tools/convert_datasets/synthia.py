@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tools` is a rep
 
 from tools.convert_datasets.common import (TRAIN_ID_SUFFIX, Summary, Task, build_lut, build_parser,  # noqa: E402
                                            read_image, remap, require_dir, require_files, run_cli, run_tasks,
-                                           write_png)
+                                           train_id_tasks, write_png)
 
 DATASET = "SYNTHIA"
 DOWNLOAD = "http://synthia-dataset.net/downloads/ (SYNTHIA-RAND-CITYSCAPES)"
@@ -93,8 +93,7 @@ def convert_synthia(root: str | Path, nproc: int = 1) -> Summary:
     require_dir(root / "RGB", f"{DATASET} RAND-CITYSCAPES images", DOWNLOAD)
     labels = require_files(root / "GT" / "LABELS", ".png", f"{DATASET} 16-bit labels", DOWNLOAD,
                            exclude_suffix=TRAIN_ID_SUFFIX)
-    tasks = [Task((label,), (label.with_name(label.stem + TRAIN_ID_SUFFIX),)) for label in labels]
-    return run_tasks(DATASET, tasks, _convert_label, nproc)
+    return run_tasks(DATASET, train_id_tasks(labels), _convert_label, nproc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

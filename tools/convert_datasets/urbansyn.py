@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tools` is a rep
 
 from tools.convert_datasets.common import (IGNORE_INDEX, NUM_CLASSES, TRAIN_ID_SUFFIX, Summary,  # noqa: E402
                                            Task, build_lut, build_parser, read_label_ids, remap, require_dir,
-                                           require_files, run_cli, run_tasks, write_png)
+                                           require_files, run_cli, run_tasks, train_id_tasks, write_png)
 
 DATASET = "UrbanSyn"
 DOWNLOAD = "https://www.urbansyn.org (rgb and ss packages)"
@@ -58,8 +58,7 @@ def convert_urbansyn(root: str | Path, nproc: int = 1) -> Summary:
     require_dir(root / "rgb", f"{DATASET} images", DOWNLOAD)
     labels = [p for p in require_files(root / "ss", ".png", f"{DATASET} semantic labels ss_XXXX", DOWNLOAD,
                                        exclude_suffix=TRAIN_ID_SUFFIX) if p.name.startswith("ss_")]
-    tasks = [Task((label,), (label.with_name(label.stem + TRAIN_ID_SUFFIX),)) for label in labels]
-    return run_tasks(DATASET, tasks, _convert_label, nproc)
+    return run_tasks(DATASET, train_id_tasks(labels), _convert_label, nproc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

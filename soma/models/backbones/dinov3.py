@@ -15,6 +15,7 @@ import torch
 from timm.models.eva import checkpoint_filter_fn as eva_checkpoint_filter
 
 from ...registry import register_model
+from .eva02 import eva_embed
 from .foundation_vit import FoundationViT
 
 __all__ = ["DINOv3", "STORAGE_TOKENS", "dinov3_checkpoint_filter", "qv_bias_is_nonzero"]
@@ -120,7 +121,4 @@ class DINOv3(FoundationViT):
         return dinov3_checkpoint_filter(state_dict, self.vit)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        # As EVA02 (both are timm Eva models): the class and storage tokens are prepended, RoPE goes to the blocks.
-        vit = self.vit
-        tokens, rope = vit._pos_embed(vit.patch_embed(x))
-        return vit.norm_pre(tokens), {"rope": rope}
+        return eva_embed(self.vit, x)  # both are timm Eva models

@@ -10,6 +10,13 @@ from ...registry import register_model
 from .foundation_vit import FoundationViT
 
 
+def eva_embed(vit: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Token embedding of a timm ``Eva`` model (EVA-02, DINOv3): class (and storage) tokens prepended, the
+    rotary embedding handed to the blocks as ``rope``."""
+    tokens, rope = vit._pos_embed(vit.patch_embed(x))
+    return vit.norm_pre(tokens), {"rope": rope}
+
+
 @register_model
 class EVA02(FoundationViT):
     """EVA-02 ViT backbone (MIM-pretrained releases); see :class:`FoundationViT` for the arguments."""
@@ -31,6 +38,4 @@ class EVA02(FoundationViT):
         return checkpoint_filter_fn(state_dict, self.vit)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
-        vit = self.vit
-        tokens, rope = vit._pos_embed(vit.patch_embed(x))
-        return vit.norm_pre(tokens), {"rope": rope}
+        return eva_embed(self.vit, x)
