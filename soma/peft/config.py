@@ -9,7 +9,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-INIT_MODES = ("minor", "principal", "lora")
+INIT_MODES = ("minor", "principal", "lora", "released")
 SVD_METHODS = ("auto", "gram", "svd")
 
 
@@ -41,6 +41,10 @@ class SoMAConfig:
         alpha: scaling numerator, ``scale = alpha / r``. ``None`` means ``alpha = r`` (scale 1).
         init: ``"minor"`` adapts the r smallest singular components (SoMA), ``"principal"`` the r largest
             (PiSSA), ``"lora"`` is plain LoRA (Kaiming-uniform A, zero B, base weight untouched).
+            ``"released"`` reproduces what the official SoMA code (github ysj9909/SoMA) trains: the adapters
+            hold the r smallest singular triplets of a *random* ``nn.Linear`` default initialisation (float32
+            SVD), the base weight keeps the pretrained W, so training starts at ``W + scale·B₀A₀``
+            (see :func:`soma.peft.initialize_soma` for how the random weights are drawn).
         target_modules: a tuple of module names, each matched exactly or as a dotted suffix (``"attn.qkv"``
             matches ``"blocks.3.attn.qkv"``); a single string is one regex matched with ``re.fullmatch``
             against the full module name.
@@ -58,11 +62,13 @@ class SoMAConfig:
         train_bias: the biases of adapted layers are trained too.
         svd_method: ``"svd"`` (float64 ``torch.linalg.svd``), ``"gram"`` (float64 Gram matrix + symmetric
             eigensolver) or ``"auto"`` (the one measured faster on the layer's device type).
+        init_seed: seed of the random weights of ``init="released"`` (the official configs' runtime seed is 42);
+            unused by the other modes.
     """
 
     r: int = 16
     alpha: float | None = None
-    init: Literal["minor", "principal", "lora"] = "minor"
+    init: Literal["minor", "principal", "lora", "released"] = "minor"
     target_modules: tuple[str, ...] | str = ("qkv", "proj", "fc1", "fc2")
     fused_splits: dict[str, int] = field(default_factory=lambda: {"qkv": 3})
     start_block: int = 0
@@ -71,6 +77,7 @@ class SoMAConfig:
     rank_pattern: dict[str, int] = field(default_factory=dict)
     train_bias: bool = True
     svd_method: Literal["auto", "gram", "svd"] = "auto"
+    init_seed: int = 42
 
     def __post_init__(self) -> None:
         if not _is_int(self.r) or self.r <= 0:
@@ -105,6 +112,8 @@ class SoMAConfig:
             _check_regex(f"rank_pattern[{pattern!r}]", pattern)
             if not _is_int(rank) or rank < 0:
                 raise ValueError(f"`rank_pattern[{pattern!r}]` must be an int >= 0 (0 disables), got {rank!r}.")
+        if not _is_int(self.init_seed) or self.init_seed < 0:
+            raise ValueError(f"`init_seed` must be an int >= 0, got {self.init_seed!r}.")
         if not isinstance(self.train_bias, bool):
             raise ValueError(f"`train_bias` must be a bool, got {self.train_bias!r}.")
 

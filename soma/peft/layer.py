@@ -7,7 +7,10 @@ triplets (``init="minor"``; ``"principal"`` keeps the r largest, PiSSA-style), s
     W_res = W − scale · B A                         (frozen, stored in the wrapped layer)
 
 so ``y = x W_resᵀ + b + scale·(x Aᵀ) Bᵀ`` equals the pretrained output at initialisation. ``init="lora"`` is
-plain LoRA (Kaiming-uniform A, zero B, W untouched). The layer wraps the original ``nn.Linear`` as
+plain LoRA (Kaiming-uniform A, zero B, W untouched). ``init="released"`` is what the official SoMA code trains:
+A and B are the minor factors (as above) of a *random* ``nn.Linear`` default initialisation, W is untouched, so
+the function starts at ``W + scale·B₀A₀`` (that code decomposes the layer before the pretrained weights load, and
+the load then overwrites only the residual slot with W). The layer wraps the original ``nn.Linear`` as
 ``base_layer`` (peft's composition pattern), so nothing is copied and unwrapping is exact.
 """
 from __future__ import annotations
@@ -20,6 +23,32 @@ import torch.nn.functional as F
 
 from .config import INIT_MODES
 from .decompose import resolve_method, svd_components
+
+
+def default_linear_weight(out_features: int, in_features: int, bias: bool = True,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """The float32 CPU weight that ``nn.Linear(in_features, out_features, bias)`` draws when it is constructed.
+
+    Kaiming-uniform with ``a=√5`` (i.e. U(±1/√in)); with ``bias`` the bias is drawn too and discarded, so that
+    ``generator`` (default: torch's global one) advances exactly as the constructor's draws would.
+    """
+    weight = torch.empty(out_features, in_features)
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+    if bias:
+        bound = 1 / math.sqrt(in_features)
+        torch.empty(out_features).uniform_(-bound, bound, generator=generator)
+    return weight
+
+
+def minor_factors_float32(weight: torch.Tensor, r: int, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(A, B)`` from the r smallest singular triplets of ``weight``, computed as the official SoMA code does.
+
+    float32 ``torch.linalg.svd`` and ``S_r / scale``, ``A = diag(√S_r) Vᴴ_r``, ``B = U_r diag(√S_r)``, so that
+    ``scale·B A`` is the rank-r minor part of ``weight`` (up to float32 rounding).
+    """
+    u, s, vh = torch.linalg.svd(weight.to(torch.float32), full_matrices=False)
+    root = torch.diag(torch.sqrt(s[-r:] / scale))
+    return root @ vh[-r:], u[:, -r:] @ root
 
 
 def check_rank(r: int, out_features: int, in_features: int, splits: int = 1) -> None:
@@ -45,7 +74,8 @@ class SoMALinear(nn.Module):
         base_layer: the pretrained layer; its weight is replaced in place by the frozen residual.
         r: adapter rank (per output slice when ``splits > 1``).
         alpha: scaling numerator, ``scale = alpha / r``. Default: ``None`` (``alpha = r``).
-        init: ``"minor"`` (SoMA), ``"principal"`` (PiSSA) or ``"lora"``.
+        init: ``"minor"`` (SoMA), ``"principal"`` (PiSSA), ``"lora"`` or ``"released"`` (see the module
+            docstring).
         splits: number of equal output slices decomposed separately (3 for a fused q/k/v projection). The
             adapter is block-diagonal: rows ``i*r:(i+1)*r`` of ``lora_A`` pair with the rows of ``lora_B``
             that belong to slice i, exactly as if the slices were separate layers.
@@ -146,11 +176,16 @@ class SoMALinear(nn.Module):
         return weight.to(dtype or self.base_layer.weight.dtype)
 
     @torch.no_grad()
-    def initialize(self) -> None:
+    def initialize(self, generator: torch.Generator | None = None) -> None:
         """Split the layer's current function (residual + adapter) anew according to ``init``.
 
         Call it once the pretrained weights are in place. The decomposition runs in float64 on the layer's
         device; adapters and residual are cast back to the layer's dtype.
+
+        Args:
+            generator: for ``init="released"``: the source of the random weights, drawn per output slice as
+                :func:`default_linear_weight` (each slice as its own ``nn.Linear(in, out / splits)``, weight
+                then bias, in slice order). Default: torch's global generator. Unused by the other modes.
 
         Raises:
             RuntimeError: the layer is merged.
@@ -158,6 +193,9 @@ class SoMALinear(nn.Module):
         if self.merged:
             raise RuntimeError("unmerge() the layer before re-initialising its adapter.")
         dtype = self.base_layer.weight.dtype
+        if self.init == "released":
+            self._initialize_from_random(generator)
+            return
         if self.init == "lora":
             self.base_layer.weight.copy_(self.base_layer.weight.to(torch.float64)
                                          + self.delta_weight().to(torch.float64))  # keep the function
@@ -179,6 +217,17 @@ class SoMALinear(nn.Module):
             a, b = self.lora_A[a_rows].to(torch.float64), self.lora_B[part].to(torch.float64)
             weight[part] = torch.addmm(weight[part], b, a, alpha=-self.scale)
         self.base_layer.weight.copy_(weight)
+
+    def _initialize_from_random(self, generator: torch.Generator | None) -> None:
+        weight = self.base_layer.weight
+        if self.lora_B.any():  # keep what the adapter learned so far in the base weight, as "lora" does
+            weight.copy_(weight.to(torch.float64) + self.delta_weight().to(torch.float64))
+        rows = self.out_features // self.splits
+        for index in range(self.splits):
+            random_weight = default_linear_weight(rows, self.in_features, self.base_layer.bias is not None, generator)
+            a, b = minor_factors_float32(random_weight, self.r, self.scale)
+            self.lora_A[index * self.r:(index + 1) * self.r] = a.to(self.lora_A)
+            self.lora_B[index * rows:(index + 1) * rows] = b.to(self.lora_B)
 
     @torch.no_grad()
     def merge(self, safe_merge: bool = False) -> None:

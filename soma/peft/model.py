@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import math
+
 import torch
 import torch.nn as nn
 
 from .config import SoMAConfig
-from .layer import SoMALinear, check_rank
+from .layer import SoMALinear, check_rank, default_linear_weight
 
 # The attribute under which apply_soma() records its config on the model (read by soma_state_dict()).
 CONFIG_ATTR = "soma_config"
@@ -110,10 +112,54 @@ def _mark_trainable(model: nn.Module) -> None:
 
 
 def initialize_soma(model: nn.Module) -> nn.Module:
-    """Take the SVD split of every SoMA layer from its current weights (after loading pretrained weights)."""
-    for layer in soma_layers(model).values():
-        layer.initialize()
+    """Take the SVD split of every SoMA layer from its current weights (after loading pretrained weights).
+
+    With ``init="released"`` the adapters instead get the minor part of the weights the model's constructor
+    would have drawn under ``torch.manual_seed(config.init_seed)``, as in the official SoMA code, which takes the
+    SVD at construction and loads the pretrained weights afterwards. The draws are replayed from a private
+    generator seeded with ``init_seed``: every ``nn.Linear`` and ``nn.Conv*`` of ``model``, adapted or not, in
+    module order, draws its default initialisation (weight, then bias), and a fused layer (``fused_splits``)
+    draws each output slice as a separate ``nn.Linear``. For a model built only of such layers in module order,
+    like DINOv2 (the official code builds patch embedding, then q, k, v, proj, fc1, fc2 of each block), this is
+    the exact stream of the official model's construction; other randomly initialised modules are not replayed.
+    """
+    layers = soma_layers(model)
+    config = getattr(model, CONFIG_ATTR, None)
+    if any(layer.init == "released" for layer in layers.values()):
+        seed = config.init_seed if config is not None else SoMAConfig.init_seed
+        _replay_construction(model, config, torch.Generator().manual_seed(seed))
+    for layer in layers.values():
+        if layer.init != "released":
+            layer.initialize()
     return model
+
+
+def _replay_construction(model: nn.Module, config: SoMAConfig | None, generator: torch.Generator) -> None:
+    """Draw every default initialisation of ``model`` in module order; SoMA layers keep the minor part of theirs."""
+    inside_soma = set()
+    for name, module in model.named_modules():
+        if name in inside_soma:
+            continue
+        if isinstance(module, SoMALinear):
+            inside_soma.add(f"{name}.base_layer" if name else "base_layer")
+            if module.init == "released":
+                module.initialize(generator)
+            else:  # another mode: its own split, but its construction draws are part of the stream all the same
+                for _ in range(module.splits):
+                    default_linear_weight(module.out_features // module.splits, module.in_features,
+                                          module.base_layer.bias is not None, generator)
+        elif isinstance(module, nn.Linear):
+            splits = config.splits_for(name) if config is not None else 1
+            for _ in range(splits):
+                default_linear_weight(module.out_features // splits, module.in_features, module.bias is not None,
+                                      generator)
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            # nn.Conv*.reset_parameters: Kaiming-uniform (a=√5) weight, then U(±1/√fan_in) bias.
+            weight = torch.empty(module.weight.shape)
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                bound = 1 / math.sqrt(weight[0].numel())
+                torch.empty(module.bias.shape).uniform_(-bound, bound, generator=generator)
 
 
 def merge_soma(model: nn.Module, safe_merge: bool = False) -> nn.Module:

@@ -1,12 +1,22 @@
 """Shared machinery of the checkpoint converters (DINOv2, EVA02): released weights → SoMA's backbone format.
 
     python tools/convert_models/dinov2.py SRC DST [--arch small|base|large|giant] [--register-tokens 0|4]
-    python tools/convert_models/eva02.py SRC DST [--arch tiny|small|base|large]
+                                          [--patch-resample bicubic|pinv [--patch-size 16]]
+    python tools/convert_models/eva02.py SRC DST [--arch tiny|small|base|large] [--patch-resample ...]
 
 Our format is ``{"state_dict": ..., "meta": {...}}``: the state dict of the family's timm model at its *native*
 patch size (14) and the grid of the file's own position embedding (518 px for the DINOv2 releases, 224 px for
-EVA-02), so nothing is resampled here. The backbones resample the patch and position embeddings to their own
-``patch_size``/``img_size`` when they load it (``FoundationViT.load_pretrained``).
+EVA-02). By default nothing is resampled here: the backbones resample the patch and position embeddings to their
+own ``patch_size``/``img_size`` when they load it (``FoundationViT.load_pretrained``; timm's pseudo-inverse
+kernel resize). ``--patch-resample`` writes the kernel at ``--patch-size`` instead, recorded in ``meta``, so the
+backbone loads it as it is:
+
+* ``bicubic``: plain bicubic interpolation of the kernel values, as the official SoMA (and Rein) converters do.
+  The kernel then answers a constant patch about ``(16/14)² ≈ 1.31`` times as strongly as the native one does
+  a constant patch of the same image at its native scale: the published SoMA numbers were obtained with it.
+* ``pinv``: timm's ``resample_patch_embed`` (FlexiViT's pseudo-inverse resize), which keeps the response to
+  a resized image, and so the patch-token scale the frozen blocks expect (gain ≈ 1.0). Identical to what the
+  backbones do at load time from a native file.
 
 A conversion is: unwrap the containers (``model``/``module``/``state_dict``), recognise the family's key layout,
 read the arch (embedding width, depth) and options (DINOv2 register tokens) off the shapes and check them against
@@ -26,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from soma.models.backbones import FoundationViT
 from soma.utils import load_weights, save_checkpoint_atomic
@@ -34,6 +45,8 @@ StateDict = dict[str, torch.Tensor]
 # Containers release files put around the weights, outermost first (timm's EVA filter prefers the EMA weights).
 CONTAINER_KEYS = ("model_ema", "model", "module", "state_dict")
 _BLOCK_INDEX = re.compile(r"^blocks\.(\d+)\.")
+PATCH_RESAMPLE_METHODS = ("bicubic", "pinv")
+PATCH_KERNEL = "patch_embed.proj.weight"
 
 
 @dataclass(frozen=True)
@@ -67,6 +80,7 @@ class Family:
         layouts: the accepted layouts in words, for error messages.
         options: backbone options read off the weights (see :class:`Option`).
         timm_model_name: timm model name of ``(arch's timm name, options)``; default: the arch's name.
+        patch_resampling: the converter offers ``--patch-resample`` (families released at patch 14).
     """
 
     backbone: type[FoundationViT]
@@ -78,6 +92,7 @@ class Family:
     layouts: str
     options: tuple[Option, ...] = ()
     timm_model_name: Callable[[str, Mapping[str, int]], str] = field(default=lambda name, options: name)
+    patch_resampling: bool = False
 
     @property
     def name(self) -> str:
@@ -223,9 +238,39 @@ def check_against_model(family: Family, model: torch.nn.Module, filtered: Mappin
     return sorted(set(filtered) - set(own))
 
 
+# ---------------------------------------------------------------------------------------------------- patch kernel
+def resample_patch_kernel(kernel: torch.Tensor, size: int, method: str) -> torch.Tensor:
+    """The (out, in, k, k) patch-embedding kernel at ``size``×``size`` by ``method`` (see the module docstring).
+
+    Raises:
+        ValueError: an unknown method.
+    """
+    if method == "bicubic":
+        # As the official converters: F.interpolate of the kernel values in float32, no antialiasing.
+        resized = F.interpolate(kernel.float(), size=(size, size), mode="bicubic", align_corners=False)
+        return resized.to(kernel.dtype)
+    if method == "pinv":
+        from timm.layers import resample_patch_embed
+
+        return resample_patch_embed(kernel, [size, size])  # the backbones' load-time default
+    raise ValueError(f"`patch_resample` must be one of {PATCH_RESAMPLE_METHODS}, got {method!r}.")
+
+
+def dc_gain(native: torch.Tensor, resampled: torch.Tensor) -> float:
+    """How strongly ``resampled`` answers a constant patch relative to ``native``.
+
+    The response of a kernel to a constant image is the sum of its weights per (out, in) channel pair; the gain
+    is the least-squares slope of the resampled sums against the native ones (about ``(k'/k)²`` for plain
+    interpolation, 1.0 for a resize that keeps the response).
+    """
+    before = native.detach().double().sum((-2, -1)).flatten()
+    after = resampled.detach().double().sum((-2, -1)).flatten()
+    return float(before @ after / (before @ before))
+
+
 # ---------------------------------------------------------------------------------------------------- converting
 def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None = None,
-            **options: int | None) -> dict[str, Any]:
+            patch_resample: str | None = None, patch_size: int = 16, **options: int | None) -> dict[str, Any]:
     """Convert ``src`` (official or timm layout) into SoMA's format at ``dst``.
 
     Args:
@@ -233,6 +278,9 @@ def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None =
         src: the released/timm weight file (``.pth``, ``.pt``, ``.bin`` or ``.safetensors``).
         dst: the output file; written only when the conversion succeeds.
         arch: the expected arch; default: read off the weights.
+        patch_resample: ``"bicubic"`` or ``"pinv"``: write the patch kernel resampled to ``patch_size`` (see
+            the module docstring); ``None`` keeps the native kernel.
+        patch_size: the kernel size written with ``patch_resample``.
         **options: the family's options (e.g. ``register_tokens``); ``None`` or absent: read off the weights.
 
     Returns:
@@ -246,6 +294,10 @@ def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None =
     import timm
 
     src, dst = Path(src), Path(dst)
+    if patch_resample is not None and patch_resample not in PATCH_RESAMPLE_METHODS:
+        raise ValueError(f"`patch_resample` must be one of {PATCH_RESAMPLE_METHODS}, got {patch_resample!r}.")
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"`patch_size` must be a positive int, got {patch_size!r}.")
     state = unwrap(load_weights(src))
     layout = detect_layout(family, state)
     arch = infer_arch(family, state, arch)
@@ -276,6 +328,15 @@ def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None =
     # A tensor the filter sliced (DINOv2-reg4 `pos_embed[:, 1:]`) would drag its whole storage into the file.
     weights = {k: v if v.untyped_storage().nbytes() == v.numel() * v.element_size() else v.clone()
                for k, v in model.state_dict().items()}
+    if patch_resample is not None:
+        native = weights[PATCH_KERNEL]
+        weights[PATCH_KERNEL] = resample_patch_kernel(native, patch_size, patch_resample)
+        gain = dc_gain(native, weights[PATCH_KERNEL])
+        # The position grid is unchanged; at the new patch size it covers grid × patch_size pixels.
+        meta.update(patch_size=patch_size, img_size=img_size // family.native_patch * patch_size,
+                    patch_resample=patch_resample, native_patch_size=family.native_patch)
+        print(f"patch kernel {family.native_patch}x{family.native_patch} -> {patch_size}x{patch_size} by "
+              f"{patch_resample}: {gain:.3f}x the native kernel's response to a constant patch (DC gain)")
     save_checkpoint_atomic({"state_dict": weights, "meta": meta}, dst)
     print(f"wrote {dst} ({len(weights)} tensors, {sum(v.numel() for v in weights.values()) / 1e6:.1f}M values)")
     return meta
@@ -292,6 +353,14 @@ def build_parser(family: Family, description: str) -> argparse.ArgumentParser:
     for option in family.options:
         parser.add_argument("--" + option.name.replace("_", "-"), type=int, choices=option.choices,
                             help=f"{option.help}; default: read off the weights (an error if they disagree)")
+    if family.patch_resampling:
+        parser.add_argument("--patch-resample", choices=PATCH_RESAMPLE_METHODS,
+                            help="write the patch kernel resampled to --patch-size: 'bicubic' as the official "
+                                 "SoMA converter (DC gain ~1.31, what the published numbers used) or 'pinv' as "
+                                 "timm (gain ~1.0); default: keep the native kernel (the backbone resamples it "
+                                 "with timm's pinv when it loads the file)")
+        parser.add_argument("--patch-size", type=int,
+                            help="kernel size written with --patch-resample (default: 16)")
     return parser
 
 
@@ -307,6 +376,11 @@ def main(family: Family, description: str, argv: Sequence[str] | None = None) ->
         The exit code: 0 on success, 1 on an error.
     """
     args = vars(build_parser(family, description).parse_args(argv))
+    if args.get("patch_size") is not None and args.get("patch_resample") is None:
+        print("error: --patch-size needs --patch-resample bicubic|pinv.", file=sys.stderr)
+        return 1
+    if args.get("patch_size") is None:
+        args.pop("patch_size", None)
     try:
         convert(family, args.pop("src"), args.pop("dst"), **args)
     except (FileNotFoundError, RuntimeError, ValueError) as exc:

@@ -1,12 +1,17 @@
 """Convert a DINOv2 checkpoint into SoMA's backbone format.
 
     python tools/convert_models/dinov2.py SRC DST [--arch small|base|large|giant] [--register-tokens 0|4]
+                                          [--patch-resample bicubic|pinv] [--patch-size 16]
     python tools/convert_models/dinov2.py dinov2_vitl14_pretrain.pth checkpoints/dinov2_vitl14_converted.pth
+    # the kernel the published SoMA numbers were obtained with (the official converter's bicubic 14 -> 16):
+    python tools/convert_models/dinov2.py dinov2_vitl14_pretrain.pth \
+        checkpoints/dinov2_vitl14_patch16-bicubic.pth --patch-resample bicubic
 
 Accepts the official ``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth`` releases and timm ``vit_*_patch14_dinov2``
 state dicts (``.pth`` or ``.safetensors``). The arch and the register tokens are read off the shapes; ``--arch`` and
 ``--register-tokens`` are checked against them. timm's ``vision_transformer.checkpoint_filter_fn`` converts the
 official layout (register tokens, the giant's ``mlp.w12``/``mlp.w3``) and the iBOT ``mask_token`` is dropped.
+``--patch-resample`` is explained in :mod:`tools.convert_models.common`.
 """
 from __future__ import annotations
 
@@ -57,6 +62,7 @@ DINOV2 = Family(
     options=(Option("register_tokens", REGISTER_TOKEN_COUNTS, count_register_tokens,
                     help="register tokens: 4 for the *_reg4 releases"),),
     timm_model_name=dinov2_timm_name,
+    patch_resampling=True,
 )
 
 

@@ -24,7 +24,7 @@ model = dict(
         out_indices=(7, 11, 15, 23),
         out_scales=(4.0, 2.0, 1.0, 0.5),
         peft=dict(type="SoMA", r=16, init="minor", start_block=8, train_bias=True),
-        init_cfg=dict(type="Pretrained", checkpoint="checkpoints/dinov2_vitl14_converted.pth"),
+        init_cfg=dict(type="Pretrained", checkpoint="checkpoints/dinov2_vitl14_patch16-bicubic.pth"),
     ),
     decode_head=dict(
         type="Mask2FormerHead",

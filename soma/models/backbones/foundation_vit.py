@@ -8,7 +8,9 @@ layers SoMA adapts by default.
 Order of initialisation matters. The SoMA layers are *wrapped* in ``__init__`` (so a saved SoMA checkpoint
 loads into the same structure at test time), but the SVD split runs in :meth:`init_weights`, *after* the
 pretrained weights are in place: decomposing random weights and loading the checkpoint afterwards would
-silently train something else.
+silently train something else. The one exception is ``peft=dict(init="released")``, which reproduces exactly
+that behaviour of the official SoMA code on purpose: adapters from a seeded replay of the random construction
+weights, base weights as loaded (see :func:`soma.peft.initialize_soma`).
 """
 from __future__ import annotations
 
@@ -127,7 +129,8 @@ class FoundationViT(BaseModule):
             peft = dict(peft)
             peft_type = peft.pop("type", "SoMA")
             if peft_type != "SoMA":
-                raise ValueError(f"`peft.type` must be 'SoMA' (init='minor'|'principal'|'lora'), got {peft_type!r}.")
+                raise ValueError(f"`peft.type` must be 'SoMA' (init='minor'|'principal'|'lora'|'released'), "
+                                 f"got {peft_type!r}.")
             peft.setdefault("target_modules", self.default_peft_targets)
             self.peft_config = SoMAConfig.from_dict(peft)
             # Wrap now so checkpoints of adapted models load at test time; the SVD waits for init_weights().
@@ -168,7 +171,7 @@ class FoundationViT(BaseModule):
         elif self.init_cfg is not None:
             super().init_weights()
         if self.peft_config is not None:
-            initialize_soma(self.vit)
+            initialize_soma(self.vit)  # init="released": replays the seeded construction draws, W stays as loaded
             print_log(f"{type(self).__name__}-{self.arch} SoMA ({self.peft_config.init}, r={self.peft_config.r}, "
                       f"blocks {self.peft_config.start_block}+): {trainable_parameters(self.vit)}", logger="current")
         self._is_init = True
@@ -177,6 +180,7 @@ class FoundationViT(BaseModule):
         """Load pretrained weights into the (possibly SoMA-wrapped) timm model; fail on any missing weight."""
         state = load_weights(checkpoint)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            self._check_resampled_kernel(checkpoint, state.get("meta"))
             state = state["state_dict"]
         try:
             state = self._checkpoint_filter(state)
@@ -220,6 +224,17 @@ class FoundationViT(BaseModule):
             print_log(f"ignored {len(unexpected)} checkpoint weights this backbone does not use "
                       f"(pruned blocks/norm, heads): {unexpected[:8]}", logger="current")
         print_log(f"loaded pretrained {type(self).__name__}-{self.arch} weights from {checkpoint}", logger="current")
+
+    def _check_resampled_kernel(self, checkpoint: str, meta: Any) -> None:
+        """Refuse a file whose kernel a converter resampled (``--patch-resample``) to another patch size."""
+        if not isinstance(meta, dict) or not meta.get("patch_resample"):
+            return
+        own = self.vit.patch_embed.proj.weight.shape[-1]
+        if meta.get("patch_size") != own:
+            raise ValueError(f"pretrained checkpoint '{checkpoint}' holds a patch kernel resampled to "
+                             f"{meta.get('patch_size')}x{meta.get('patch_size')} ({meta['patch_resample']}), but "
+                             f"{type(self).__name__} has patch_size {own}; convert the release file again with "
+                             f"--patch-size {own}, or without --patch-resample.")
 
     def _is_unused_weight(self, key: str) -> bool:
         """A checkpoint weight of a part this backbone pruned or never has (later blocks, final norm, heads)."""
