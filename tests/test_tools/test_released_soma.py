@@ -98,7 +98,8 @@ def reference_features(dinov2: dict[str, torch.Tensor], released: dict[str, torc
 
     def linear(h: torch.Tensor, name: str) -> torch.Tensor:
         out = F.linear(h, weights[f"{name}.weight"], weights[f"{name}.bias"])
-        a, b = released.get(f"backbone.model.{name}.lora_A.weight"), released.get(f"backbone.model.{name}.lora_B.weight")
+        a = released.get(f"backbone.model.{name}.lora_A.weight")
+        b = released.get(f"backbone.model.{name}.lora_B.weight")
         return out if a is None else out + (h @ a.T) @ b.T * 1.0
 
     def norm(h: torch.Tensor, name: str) -> torch.Tensor:

@@ -85,7 +85,8 @@ def release_backbone(obj: Any, patch_size: int, grid: int) -> dict[str, torch.Te
                          "models were trained on the bicubic one: pass the official dinov2_vitl14_pretrain.pth.")
     state = unwrap(obj)
     if PATCH_KERNEL not in state or "pos_embed" not in state:
-        raise ValueError(f"not a DINOv2 release file: no '{PATCH_KERNEL}'/'pos_embed' (found e.g. {sorted(state)[:5]}).")
+        raise ValueError(f"not a DINOv2 release file: no '{PATCH_KERNEL}'/'pos_embed' "
+                         f"(found e.g. {sorted(state)[:5]}).")
     state = dict(state)
     if state[PATCH_KERNEL].shape[-1] != patch_size:
         state[PATCH_KERNEL] = resample_patch_kernel(state[PATCH_KERNEL], patch_size, "bicubic")
@@ -140,7 +141,8 @@ def to_our_layout(merged: Mapping[str, torch.Tensor], model: torch.nn.Module) ->
         raise ValueError(f"{len(missing)} weight(s) of the config's model are in neither file: {missing[:10]}"
                          "; the released file must hold the adapters (lora_A/lora_B) of every adapted layer and "
                          "the whole decode_head, the DINOv2 file every pretrained backbone weight.")
-    wrong = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in ours.items() if v.shape != own[k].shape]
+    wrong = [f"{k}: {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+             for k, v in ours.items() if v.shape != own[k].shape]
     if wrong:
         raise ValueError(f"{len(wrong)} weight(s) have another shape than the config's model (another rank, "
                          f"crop size or head?): {wrong[:5]}")

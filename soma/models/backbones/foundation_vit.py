@@ -62,7 +62,7 @@ class FoundationViT(BaseModule):
         final_norm: apply the final LayerNorm to the outputs.
         frozen: without ``peft``: ``True`` freezes the backbone (frozen baseline), ``False`` trains it all
             (full fine-tuning). Must stay ``None``/``True`` with ``peft``.
-        peft: ``dict(type="SoMA", r=16, start_block=8, init="minor"|"principal"|"lora", ...)``: the
+        peft: ``dict(type="SoMA", r=16, start_block=8, init="minor"|"principal"|"lora"|"released", ...)``: the
             :class:`soma.peft.SoMAConfig` fields. ``target_modules`` defaults to the family's.
         drop_path_rate: stochastic depth of the adapted/trained blocks.
         with_cp: gradient checkpointing of the trained blocks.
