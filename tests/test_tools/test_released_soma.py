@@ -6,7 +6,11 @@ bicubically and a position embedding resized bicubically without antialiasing.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -18,7 +22,8 @@ from soma.peft import soma_layers
 from tools.convert_models import released_soma
 from tools.model_loading import build_model
 
-from ..conftest import TINY_MODEL
+from ..conftest import REPO, TINY_MODEL
+from .test_train import CONFIG, make_cityscapes_like
 from .weight_layouts import random_timm_model
 
 DIM, DEPTH, HEADS, RANK, START, PATCH, CROP = 64, 4, 2, 4, 2, 16, 64  # the demo config's tiny model
@@ -173,6 +178,24 @@ def test_imported_model_computes_the_released_function(files, layout):
         expected = model.decode_head.predict(pyramid, metas, model.test_cfg)
         assert logits.shape == (2, 19, CROP, CROP)
         torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_test_sh_evaluates_an_imported_checkpoint(files, tmp_path):
+    root, dinov2 = files
+    make_cityscapes_like(tmp_path / "data")
+    config = tmp_path / "tiny.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data"))
+    torch.save(released_file(dinov2), tmp_path / "best.pth")
+    out = tmp_path / "imported.pth"
+    assert released_soma.main([str(tmp_path / "best.pth"), str(root / "dinov2_vitt14_pretrain.pth"), str(out),
+                               "--config", str(config)]) == 0
+    result = subprocess.run(["bash", str(REPO / "tools/test.sh"), str(config), str(out), "1", "--work-dir",
+                             str(tmp_path / "test")], capture_output=True, text=True, cwd=REPO,
+                            env=dict(os.environ, PYTHON=sys.executable))
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "test" / "metrics.json").read_text())
+    assert math.isfinite(metrics["mIoU"]) and metrics["checkpoint"] == str(out)
 
 
 def broken(dinov2, change) -> dict:

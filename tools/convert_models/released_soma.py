@@ -200,7 +200,8 @@ def import_released(released: str | Path, dinov2: str | Path, out: str | Path,
     except RuntimeError as exc:  # e.g. a full official training checkpoint, with its message hub and optimizer
         raise RuntimeError(f"{exc}. To import a full checkpoint of the official training, keep only its weights "
                            "first, e.g. with the official tools/extract_soma_weights.py.") from exc
-    model = build_model(str(config), pretrained=False)
+    with torch.device("meta"):  # structure, names and shapes only: no memory, no random initialisation
+        model = build_model(str(config), pretrained=False)
     vit = model.backbone.vit
     patch_size = vit.patch_embed.proj.weight.shape[-1]
     grid = math.isqrt(vit.pos_embed.shape[1] - vit.num_prefix_tokens)
@@ -208,7 +209,7 @@ def import_released(released: str | Path, dinov2: str | Path, out: str | Path,
     merged = {RELEASE_PREFIX + k: v for k, v in base.items()}
     merged.update(released_weights)  # the released tensors replace the pretrained ones, as the official merge does
     state = to_our_layout(merged, model)
-    model.load_state_dict(state, strict=True)  # a last check that the config's model takes every weight
+    model.load_state_dict(state, strict=True, assign=True)  # a last check that the model takes every weight
     adapted = len(soma_layers(vit))
     meta = dict(imported_from="official SoMA release", released=Path(released).name, dinov2=Path(dinov2).name,
                 config=str(config), patch_resample="bicubic", patch_size=patch_size, grid=grid,
