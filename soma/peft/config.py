@@ -47,7 +47,9 @@ class SoMAConfig:
             (see :func:`soma.peft.initialize_soma` for how the random weights are drawn).
         target_modules: a tuple of module names, each matched exactly or as a dotted suffix (``"attn.qkv"``
             matches ``"blocks.3.attn.qkv"``); a single string is one regex matched with ``re.fullmatch``
-            against the full module name.
+            against the full module name. The default names the attention and MLP linears of a timm/DINOv2-style
+            block; bare suffixes such as ``"proj"`` would also match ``patch_embed.proj`` (a Conv2d) outside the
+            blocks.
         fused_splits: targets whose name ends with a key (exactly or as a dotted suffix) are decomposed as
             that many equal output slices (fused q/k/v), each with its own SVD and rank-r adapter, exactly as
             if they were separate layers. Default: ``{"qkv": 3}``.
@@ -69,7 +71,7 @@ class SoMAConfig:
     r: int = 16
     alpha: float | None = None
     init: Literal["minor", "principal", "lora", "released"] = "minor"
-    target_modules: tuple[str, ...] | str = ("qkv", "proj", "fc1", "fc2")
+    target_modules: tuple[str, ...] | str = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
     fused_splits: dict[str, int] = field(default_factory=lambda: {"qkv": 3})
     start_block: int = 0
     end_block: int | None = None

@@ -161,3 +161,18 @@ def test_timm_vit():
     apply_soma(model, dict(r=4, target_modules=("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"), start_block=2))
     assert len(soma_layers(model)) == 8
     assert torch.allclose(model(x), expected, atol=1e-4)
+
+
+def test_default_targets_work_on_a_plain_timm_vit():
+    """The defaults must not match ``patch_embed.proj`` (a Conv2d outside the blocks) of timm's ViT."""
+    import timm
+
+    torch.manual_seed(0)
+    vit = timm.create_model("vit_small_patch16_224", pretrained=False, num_classes=0, img_size=32,
+                            embed_dim=64, depth=3, num_heads=2)
+    x = torch.randn(1, 3, 32, 32)
+    expected = vit(x).detach()
+    apply_soma(vit, SoMAConfig(r=4, start_block=1))
+    assert sorted(soma_layers(vit)) == [f"blocks.{b}.{m}" for b in (1, 2)
+                                        for m in ("attn.proj", "attn.qkv", "mlp.fc1", "mlp.fc2")]
+    assert torch.allclose(vit(x), expected, atol=1e-5)

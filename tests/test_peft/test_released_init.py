@@ -11,6 +11,7 @@ import torch.nn as nn
 from soma.peft import SoMAConfig, SoMALinear, apply_soma, initialize_soma, soma_layers
 
 DIM, HIDDEN, RANK, SEED = 8, 32, 2, 7
+TOY_TARGETS = ("qkv", "proj", "fc1", "fc2")  # the toy blocks hold their linears directly
 
 
 def release_factors(weight: torch.Tensor, r: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -101,7 +102,7 @@ def test_model_replays_the_construction_stream():
     model = pretrained_toy()
     pretrained = {k: v.clone() for k, v in model.state_dict().items()}
     config = SoMAConfig(r=RANK, init="released", start_block=1, init_seed=SEED,
-                        target_modules=("qkv", "proj", "fc1", "fc2"))
+                        target_modules=TOY_TARGETS)
     apply_soma(model, config, initialize=False)
     initialize_soma(model)
     reference = release_construction(depth=3, seed=SEED)
@@ -132,7 +133,7 @@ def test_released_function_is_pretrained_plus_random_minor_part():
             block.qkv.weight.add_(qkv_minor.float())
             for name in ("proj", "fc1", "fc2"):
                 getattr(block, name).weight.add_(minor_part(reference[f"blocks.{index}.{name}"], RANK).float())
-    apply_soma(model, dict(r=RANK, init="released", start_block=1, init_seed=SEED), initialize=False)
+    apply_soma(model, dict(r=RANK, init="released", start_block=1, init_seed=SEED, target_modules=TOY_TARGETS), initialize=False)
     initialize_soma(model)
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
@@ -142,7 +143,7 @@ def test_released_function_is_pretrained_plus_random_minor_part():
 
 def test_released_init_is_reproducible_and_seeded():
     def adapters(seed: int) -> list[torch.Tensor]:
-        model = apply_soma(pretrained_toy(), dict(r=RANK, init="released", init_seed=seed), initialize=False)
+        model = apply_soma(pretrained_toy(), dict(r=RANK, init="released", init_seed=seed, target_modules=TOY_TARGETS), initialize=False)
         initialize_soma(model)
         return [layer.lora_A.clone() for layer in soma_layers(model).values()]
 
@@ -157,7 +158,7 @@ def test_default_modes_keep_the_function_at_initialisation(init):
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
         expected = model(x)
-    apply_soma(model, dict(r=RANK, init=init), initialize=False)
+    apply_soma(model, dict(r=RANK, init=init, target_modules=TOY_TARGETS), initialize=False)
     initialize_soma(model)
     with torch.no_grad():
         torch.testing.assert_close(model(x), expected, atol=1e-5, rtol=1e-5)
