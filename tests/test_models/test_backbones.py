@@ -150,3 +150,24 @@ def test_fused_qkv_with_biases_runs_through_the_adapter(tmp_path):
             layer.lora_B.add_(0.5)
         assert not torch.allclose(adapted.forward_intermediates(x)[-1], frozen.forward_intermediates(x)[-1],
                                   atol=1e-3)
+
+
+def test_eva02_final_norm_applies_the_released_final_layernorm(tmp_path):
+    """EVA-02 releases hold the final LayerNorm as ``norm`` (timm's filter renames it ``fc_norm``); with
+    ``final_norm=True`` it must normalise every output token with those weights, as the EVA-02 code does."""
+    name, kwargs = TIMM_TINY[EVA02]
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=0, img_size=64, patch_size=16, **kwargs)
+    state = model.state_dict()
+    weight, bias = 1.0 + torch.randn(64), torch.randn(64)
+    # The official MIM layout: `norm.*` plus the `mask_token` that tells timm's filter it is a MIM release.
+    state = {k: v for k, v in state.items() if not k.startswith("fc_norm.")}
+    state.update({"norm.weight": weight, "norm.bias": bias, "mask_token": torch.zeros(1, 1, 64)})
+    torch.save(state, tmp_path / "mim.pth")
+    plain = build(EVA02, tmp_path / "mim.pth", frozen=True).eval()
+    normed = build(EVA02, tmp_path / "mim.pth", frozen=True, final_norm=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for raw, out in zip(plain(x), normed(x)):
+            expected = torch.nn.functional.layer_norm(raw.permute(0, 2, 3, 1), (64,), weight, bias, eps=1e-6)
+            torch.testing.assert_close(out, expected.permute(0, 3, 1, 2), atol=1e-5, rtol=1e-5)

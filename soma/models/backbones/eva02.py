@@ -34,8 +34,17 @@ class EVA02(FoundationViT):
     default_peft_targets = ("attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.qkv", "attn.proj",
                             "mlp.fc1_g", "mlp.fc1_x", "mlp.fc1", "mlp.fc2")
 
+    def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
+        # Without average pooling timm's Eva keeps the final LayerNorm as `norm` (applied to every token, as in
+        # the EVA-02 release) instead of a pooled-feature `fc_norm`; `final_norm=True` then applies it.
+        return super()._build_timm_model(model_name, dict(kwargs, global_pool=""))
+
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return checkpoint_filter_fn(state_dict, self.vit)
+        state_dict = checkpoint_filter_fn(state_dict, self.vit)
+        # timm's filter moves the release's final `norm.*` to `fc_norm.*` (and timm's own EVA-02 weights store it
+        # there); this backbone holds that LayerNorm as `norm`.
+        return {("norm." + key[len("fc_norm."):] if key.startswith("fc_norm.") else key): value
+                for key, value in state_dict.items()}
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         return eva_embed(self.vit, x)
