@@ -45,9 +45,9 @@ def assert_same(a, b, atol):
 def test_frozen_blocks_run_without_autograd_and_give_the_same_loss(tiny_segmentor_config):
     model = build(tiny_segmentor_config)
     backbone = model.backbone
-    assert backbone._first_trained_block == FROZEN_BLOCKS
+    assert backbone._find_first_trained_block() == FROZEN_BLOCKS
     autograd_twin = copy.deepcopy(model)
-    autograd_twin.backbone._first_trained_block = 0  # the same weights with every block under autograd
+    autograd_twin.backbone._find_first_trained_block = lambda: 0  # the same weights, every block under autograd
 
     seen = {}
     for index, block in enumerate(backbone.vit.blocks):
@@ -59,6 +59,18 @@ def test_frozen_blocks_run_without_autograd_and_give_the_same_loss(tiny_segmento
         assert all(p.grad is None for p in block.parameters())
     assert all(p.grad is None for n, p in backbone.vit.named_parameters() if not n.startswith("blocks."))
     assert_same(result, loss_and_grads(autograd_twin), atol=1e-6)
+
+
+def test_unfreezing_after_construction_trains_every_block(tiny_segmentor_config):
+    """The no-grad boundary follows the current requires_grad flags, not the ones seen at construction."""
+    model = build(tiny_segmentor_config, peft=None, frozen=True)
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    model.backbone.requires_grad_(True)
+    model.train()
+    loss_and_grads(model)
+    missing = [n for n, p in model.backbone.vit.named_parameters() if p.grad is None
+               and not n.startswith(("cls_token", "reg_token", "mask_token"))]
+    assert not missing, f"parameters without a gradient after unfreezing: {missing[:5]}"
 
 
 @pytest.mark.parametrize("backbone_type", ["DINOv2", "EVA02"])

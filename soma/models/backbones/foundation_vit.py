@@ -137,7 +137,6 @@ class FoundationViT(BaseModule):
             apply_soma(self.vit, self.peft_config, initialize=False)
         else:
             self.vit.requires_grad_(not (frozen is None or frozen))
-        self._first_trained_block = self._find_first_trained_block()
 
     # ------------------------------------------------------------------ building and loading
     def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -245,7 +244,11 @@ class FoundationViT(BaseModule):
 
     # ------------------------------------------------------------------ freezing
     def _find_first_trained_block(self) -> int:
-        """Index of the first block with a trainable parameter (found by structure, not by name)."""
+        """Index of the first block with a trainable parameter (found by structure, not by name).
+
+        Read from the current ``requires_grad`` flags at every use, so that freezing or unfreezing after
+        construction (``requires_grad_``) takes effect instead of leaving blocks under no-grad.
+        """
         blocks = self.vit.blocks
         stem_trained = any(p.requires_grad for n, p in self.vit.named_parameters() if not n.startswith("blocks."))
         if stem_trained:
@@ -258,11 +261,12 @@ class FoundationViT(BaseModule):
     def train(self, mode: bool = True) -> "FoundationViT":
         """Keep the frozen stem and blocks in eval mode (no dropout/drop-path in parts that do not train)."""
         super().train(mode)
-        if mode and self._first_trained_block > 0:
+        first_trained = self._find_first_trained_block() if mode else 0
+        if first_trained > 0:
             for name, module in self.vit.named_children():
                 if name != "blocks":
                     module.eval()
-            for block in self.vit.blocks[: self._first_trained_block]:
+            for block in self.vit.blocks[:first_trained]:
                 block.eval()
         return self
 
@@ -277,7 +281,7 @@ class FoundationViT(BaseModule):
         indices = tuple(self.out_indices if indices is None else indices)
         norm = self.final_norm if norm is None else norm
         batch, _, height, width = x.shape
-        first_trained = self._first_trained_block if torch.is_grad_enabled() else len(self.vit.blocks)
+        first_trained = self._find_first_trained_block() if torch.is_grad_enabled() else len(self.vit.blocks)
         with torch.set_grad_enabled(torch.is_grad_enabled() and first_trained == 0):
             tokens, block_kwargs = self._embed(x)
         outputs = []
