@@ -56,6 +56,7 @@ def venv_seeing_this_environment(tmp_path):
     return venv
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env, message", [
     (dict(FORCE_CUDA="1", CUDA_HOME="/nonexistent", PATH="/usr/bin:/bin"),
      "nvcc is not found, so mmcv's CUDA ops cannot be built"),

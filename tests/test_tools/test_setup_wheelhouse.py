@@ -38,20 +38,22 @@ def cached_wheelhouse() -> Path:
 
 
 def link_distributions(names: list[str], target: Path) -> None:
-    """Symlink the installed files of ``names`` and their dependencies (without extras) into ``target``."""
-    seen, todo = set(), list(names)
+    """Symlink the installed files of ``names`` and their dependencies (with the extras asked for) into ``target``."""
+    seen, todo = set(), [(name, frozenset()) for name in names]
     while todo:
-        name = canonicalize_name(todo.pop())
-        if name in seen:
+        name, extras = todo.pop()
+        name = canonicalize_name(name)
+        if (name, extras) in seen:
             continue
-        seen.add(name)
+        seen.add((name, extras))
         try:
             dist = importlib.metadata.distribution(name)
         except importlib.metadata.PackageNotFoundError:
             continue
         for requirement in map(Requirement, dist.requires or []):
-            if requirement.marker is None or requirement.marker.evaluate({"extra": ""}):
-                todo.append(requirement.name)
+            if requirement.marker is None or any(requirement.marker.evaluate({"extra": extra})
+                                                 for extra in {"", *extras}):
+                todo.append((requirement.name, frozenset(requirement.extras)))
         for top in {file.parts[0] for file in dist.files or []} - {"..", "__pycache__"}:
             if not (target / top).exists() and not top.endswith(".pth"):
                 (target / top).symlink_to(dist.locate_file(top))
