@@ -7,7 +7,8 @@ the first compiled op called on a CUDA tensor fails deep in C++. Two things help
 * ``SOMA_MSDA_PYTORCH=1`` (or :func:`use_pytorch_msdeformattn`) runs mmcv's ``MultiScaleDeformableAttention``
   — Mask2Former's pixel decoder, DINO's encoder and decoder — through mmcv's own pure-PyTorch function
   ``multi_scale_deformable_attn_pytorch`` (``grid_sample`` per level) on every device, with a warning about the
-  cost. The results match the CUDA kernel up to float rounding. Any mmcv build can then train Mask2Former.
+  cost. It is mmcv's reference for the kernel (tests/test_gpu compares the two on a GPU). Any mmcv build can
+  then train Mask2Former.
 * Where CUDA is available but mmcv has no CUDA ops, every other compiled op raises an error that names it
   and says what to do (:func:`explain_missing_cuda_ops`). DINO's sigmoid focal loss is one of them.
 """
