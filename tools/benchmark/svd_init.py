@@ -1,6 +1,6 @@
 """Time SoMA's initialisation (the SVD split) on a ViT-L-shaped model: our paths vs a naive SVD loop.
 
-    python tools/benchmark/svd_init.py [--device cpu|cuda] [--repeats 1] [--small]
+    python tools/benchmark/svd_init.py [--device cpu|cuda] [--repeats 1] [--small] [--json FILE]
 
 Builds 24 blocks of dim 1024 / MLP 4096 (qkv 3072×1024, proj, fc1, fc2), adapts blocks 8-23 with r=16
 (q, k and v decomposed separately) and reports seconds per method and the ratio to the naive float64
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -56,6 +58,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=1, help="best of N runs per method")
     parser.add_argument("--small", action="store_true", help="tiny shapes for a smoke run")
+    parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()
     dim, depth, mlp, start = (64, 4, 256, 2) if args.small else (1024, 24, 4096, 8)
     base = vit_linear_stack(dim, depth, mlp, args.device)
@@ -79,10 +82,15 @@ def main() -> None:
     results["svd_method='auto' (the default)"] = run("auto")
     baseline = results["naive float64 svd loop (svd_method='svd')"]
     shape = f"{depth} blocks, dim {dim}, mlp {mlp}, adapted blocks {start}-{depth - 1}"
-    print(f"SoMA initialisation on {args.device} ({torch.get_num_threads()} threads), {shape}")
+    where = torch.cuda.get_device_name() if args.device == "cuda" else f"{torch.get_num_threads()} threads"
+    decompositions = sum(config.splits_for(name) for name, _ in base.named_modules() if config.is_target(name))
+    print(f"SoMA initialisation on {args.device} ({where}), {shape}, {decompositions} matrices")
     print(f"{'method':48s} {'seconds':>9s} {'ratio':>7s}")
     for name, seconds in results.items():
         print(f"{name:48s} {seconds:9.2f} {seconds / baseline:7.2f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(dict(device=args.device, where=where, shape=shape,
+                                                   decompositions=decompositions, seconds=results), indent=2))
 
 
 if __name__ == "__main__":

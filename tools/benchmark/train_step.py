@@ -234,6 +234,15 @@ def versions() -> str:
             f"mmcv {mmcv.__version__}, mmseg {mmseg.__version__}, timm {timm.__version__}")
 
 
+def msda_path(device: str) -> str:
+    """Which implementation of mmcv's deformable attention (Mask2Former's pixel decoder) the runs used."""
+    from soma.utils.mmcv_ops import mmcv_has_cuda_ops, msda_uses_pytorch
+
+    if device == "cpu" or msda_uses_pytorch() or not mmcv_has_cuda_ops():
+        return "pure PyTorch" + (" (SOMA_MSDA_PYTORCH)" if device == "cuda" else "")
+    return "mmcv CUDA kernel"
+
+
 def device_name(device: str) -> str:
     if device == "cuda":
         return f"cuda ({torch.cuda.get_device_name()})"
@@ -245,7 +254,7 @@ def report(args: argparse.Namespace, device: str, training: list[dict], inferenc
     head = "narrow Mask2Former (the tests' tiny head)" if args.small else "Mask2Former"
     base = next((r for r in training if r["method"] == "full"), training[0])
     lines = [f"device: {device_name(device)}", versions(),
-             f"command: python {' '.join(sys.argv)}",
+             f"command: python {' '.join(sys.argv)}", f"deformable attention: {msda_path(device)}",
              f"train step: DINOv2-{arch} + {head}, {args.img_size}x{args.img_size}, batch {args.batch}, "
              f"precision {training[0]['amp']}, median of {args.steps} steps after {args.warmup} warm-up"
              + (", gradient checkpointing" if args.with_cp else "") + (", compiled blocks" if args.compile else ""),
@@ -304,6 +313,7 @@ def main(argv: list[str] | None = None) -> None:
     print(report(args, args.device, training, inference))
     if args.json:
         Path(args.json).write_text(json.dumps(dict(device=device_name(args.device), versions=versions(),
+                                                   msda=msda_path(args.device),
                                                    args=vars(args), training=training, inference=inference),
                                               indent=2))
 

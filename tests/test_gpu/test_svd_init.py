@@ -1,0 +1,42 @@
+"""SoMA's SVD initialisation on the device vs ``torch.linalg.svd`` in float64 on the CPU.
+
+Tolerance: singular values rtol 1e-10 (both are float64 decompositions of the same matrix); the adapted layer
+computes the frozen weight exactly (``W_res + scale·BA == W`` to 1e-12 in float64).
+"""
+import pytest
+import torch
+import torch.nn as nn
+
+from soma.peft import SoMALinear, svd_components
+
+from .conftest import DEVICES
+
+SHAPES = {"cuda": (3072, 1024), "cpu": (384, 128)}  # ViT-L's qkv on the GPU; smaller where it costs CPU time
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", ["svd", "gram", "auto"])
+@pytest.mark.parametrize("which", ["minor", "principal"])
+def test_singular_values_match_cpu_float64(device, method, which):
+    rows, cols = SHAPES[device]
+    weight = torch.randn(rows, cols, generator=torch.Generator().manual_seed(0)) / cols**0.5
+    reference = torch.linalg.svd(weight.double(), full_matrices=False)
+    r = 16
+    u, s, vh = svd_components(weight.to(device), r, which, method)
+    expected = reference.S[-r:] if which == "minor" else reference.S[:r]
+    torch.testing.assert_close(s.cpu(), expected, rtol=1e-10, atol=0)
+    # the triplets, not just the values: U diag(S) Vh is the same rank-r part of W
+    part = (reference.U[:, -r:] * reference.S[-r:]) @ reference.Vh[-r:] if which == "minor" else \
+        (reference.U[:, :r] * reference.S[:r]) @ reference.Vh[:r]
+    torch.testing.assert_close(((u * s) @ vh).cpu(), part, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_adapted_layer_keeps_the_function_in_float64(device):
+    rows, cols = SHAPES[device]
+    torch.manual_seed(0)
+    base = nn.Linear(cols, rows).double().to(device)
+    original = base.weight.detach().clone()
+    layer = SoMALinear(base, r=16, init="minor")  # decomposes on the layer's device
+    x = torch.randn(4, cols, dtype=torch.float64, device=device)
+    torch.testing.assert_close(layer(x), nn.functional.linear(x, original, base.bias), rtol=0, atol=1e-12)

@@ -1,0 +1,88 @@
+"""Offline install: a wheelhouse made once (tools/make_wheelhouse.sh --system-torch, cached under
+SOMA_CACHE_DIR), then tools/setup.sh --wheelhouse --system-torch into a fresh venv with no index passes the
+import check.
+
+The torch wheels with CUDA are about 6 GB, so the "machine's torch" is this environment's: torch,
+torchvision and what they need, linked alone into a folder an interpreter sees through a .pth file (as torch
+preinstalled on a GPU cluster). Everything else comes from the wheelhouse; mmcv from the wheel tools/setup.sh
+cached for this torch (it is built from the wheelhouse's source, about 9 min on 2 cores, only if none is cached).
+"""
+import hashlib
+import importlib.metadata
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from ..conftest import REPO
+
+CACHE = Path(os.environ.get("SOMA_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soma")
+
+
+def cached_wheelhouse() -> Path:
+    """The wheelhouse for this Python, remade only when requirements.txt or the script changes."""
+    inputs = b"".join((REPO / name).read_bytes() for name in ("requirements.txt", "tools/make_wheelhouse.sh"))
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    wheelhouse = CACHE / "test-wheelhouse" / f"{tag}-{hashlib.sha256(inputs).hexdigest()[:12]}"
+    if not (wheelhouse / "WHEELHOUSE.txt").exists():
+        partial = wheelhouse.with_name(wheelhouse.name + ".partial")
+        made = subprocess.run(["bash", "tools/make_wheelhouse.sh", str(partial), "--system-torch"], cwd=REPO,
+                              capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable))
+        assert made.returncode == 0, made.stderr[-3000:]
+        partial.rename(wheelhouse)
+    return wheelhouse
+
+
+def link_distributions(names: list[str], target: Path) -> None:
+    """Symlink the installed files of ``names`` and their dependencies (with the extras asked for) into ``target``."""
+    seen, todo = set(), [(name, frozenset()) for name in names]
+    while todo:
+        name, extras = todo.pop()
+        name = canonicalize_name(name)
+        if (name, extras) in seen:
+            continue
+        seen.add((name, extras))
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for requirement in map(Requirement, dist.requires or []):
+            if requirement.marker is None or any(requirement.marker.evaluate({"extra": extra})
+                                                 for extra in {"", *extras}):
+                todo.append((requirement.name, frozenset(requirement.extras)))
+        for top in {file.parts[0] for file in dist.files or []} - {"..", "__pycache__"}:
+            if not (target / top).exists() and not top.endswith(".pth"):
+                (target / top).symlink_to(dist.locate_file(top))
+
+
+@pytest.mark.slow
+def test_offline_install_from_the_wheelhouse_with_the_machines_torch(tmp_path):
+    wheelhouse = cached_wheelhouse()
+    assert not list(wheelhouse.glob("torch-*.whl")) and (wheelhouse / "src/mmcv-2.1.0.tar.gz").exists()
+    system = tmp_path / "system-site"
+    system.mkdir()
+    link_distributions(["torch", "torchvision"], system)
+    machine = tmp_path / "machine"  # an interpreter whose only extra packages are torch's
+    subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(machine)], check=True)
+    site = subprocess.run([str(machine / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "machine-torch.pth").write_text(f"{system}\n")
+    venv = tmp_path / "venv"
+    setup = subprocess.run(["bash", "tools/setup.sh", "--system-torch", "--wheelhouse", str(wheelhouse)], cwd=REPO,
+                           capture_output=True, text=True,
+                           env=dict(os.environ, PYTHON=str(machine / "bin/python"), SOMA_VENV=str(venv),
+                                    SOMA_CACHE_DIR=str(CACHE), PIP_INDEX_URL="http://127.0.0.1:9/nowhere"))
+    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+    assert "[setup] OK: torch" in setup.stdout and (venv / ".soma-setup-ok").exists()
+    where = subprocess.run([str(venv / "bin/python"), "-c", "import torch, mmseg, mmdet, timm, mmengine, mmcv.ops\n"
+                            "for m in (torch, mmseg, mmdet, timm, mmengine): print(m.__name__, m.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    assert where.returncode == 0, where.stderr[-3000:]
+    files = dict(line.split(" ", 1) for line in where.stdout.splitlines())
+    assert files["torch"].startswith(str(system))  # the machine's torch was kept
+    for name in ("mmseg", "mmdet", "timm", "mmengine"):  # the rest came from the wheelhouse
+        assert files[name].startswith(str(venv)), files
