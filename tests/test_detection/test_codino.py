@@ -74,6 +74,15 @@ def test_losses_of_every_head_and_group_and_their_gradients(tiny_cfg, mmdet_scop
     assert adapters and any(p.grad is not None and p.grad.abs().sum() > 0 for p in adapters)
 
 
+def test_auxiliary_heads_get_their_own_initialisation(tiny_cfg, mmdet_scope):
+    """mmdet's init_cfg of every auxiliary head runs (e.g. ATSS's classification prior of 0.01)."""
+    from mmengine.model import bias_init_with_prob
+
+    model = build(tiny_cfg.model)
+    assert torch.allclose(model.aux_heads[0].atss_cls.bias, torch.tensor(bias_init_with_prob(0.01)))
+    assert model.rpn_head.rpn_cls.weight.std() < 0.02 and model.roi_head.bbox_head.fc_reg.weight.std() < 0.002
+
+
 def test_auxiliary_losses_alone_reach_encoder_and_decoder(tiny_cfg, mmdet_scope):
     """The auxiliary heads train the encoder (their input); the positive groups train the decoder."""
     model = build(tiny_cfg.model)

@@ -54,6 +54,7 @@ def test_release_recipe_values():
     resize, crop = cfg.train_dataloader.dataset.pipeline[2:4]
     assert resize.scale == (1024, 1024) and resize.ratio_range == (0.1, 2.0)
     assert crop.crop_type == "absolute_range" and crop.recompute_bbox and crop.allow_negative_crop
+    assert set(cfg.val_dataloader.dataset) == set(cfg.test_dataloader.dataset) == {"type", "datasets"}
     val = cfg.val_dataloader.dataset.datasets
     assert [d.domain for d in val] == DOMAINS and [t.type for t in val[0].pipeline][1:3] == ["Resize", "Pad"]
     assert "domain" in cfg.test_dataloader.dataset.datasets[0].pipeline[-1].meta_keys

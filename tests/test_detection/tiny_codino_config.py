@@ -28,7 +28,7 @@ source_test = dict(type="DWDDataset", domain="daytime_clear", split="test", data
                    pipeline=test_pipeline)
 all_domains = dict(type="ConcatDataset", datasets=[source_test] + [dict(source_test, domain=d, split="all")
                                                                    for d in target_domains])
-train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
                         dataset=dict(data_root="{data}", pipeline=train_pipeline))
 val_dataloader = dict(num_workers=0, persistent_workers=False, dataset=all_domains)
 test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=all_domains)

@@ -34,7 +34,7 @@ source_test = dict(type={{_base_.dataset_type}}, domain={{_base_.source_domain}}
 all_domains_test = dict(
     type="ConcatDataset",
     datasets=[source_test] + [dict(source_test, domain=domain, split="all") for domain in _base_.target_domains])
-val_dataloader = dict(dataset=all_domains_test)
+val_dataloader = dict(dataset=dict(_delete_=True, **all_domains_test))  # dwd.py validates on one dataset
 test_dataloader = dict(dataset=all_domains_test)
 val_evaluator = dict(mean_over={{_base_.target_domains}})
 tta_pipeline = None  # the release has no test-time augmentation at 1024

@@ -19,6 +19,7 @@ from mmdet.registry import MODELS
 from mmdet.structures import SampleList
 from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 from mmengine.config import ConfigDict
+from mmengine.model import ModuleList
 from torch import Tensor, nn
 
 from .co_aux_heads import AuxPositives
@@ -89,7 +90,7 @@ class CoDINO(DINO):
         rpn_proposal = rpn_proposal if rpn_proposal is not None else (rpn_head or {}).get("test_cfg")
         self.rpn_proposal = ConfigDict(rpn_proposal) if rpn_proposal is not None else None
         self.roi_head = MODELS.build(roi_head) if roi_head is not None else None
-        self.aux_heads = nn.ModuleList(MODELS.build(cfg) for cfg in aux_heads)
+        self.aux_heads = ModuleList(MODELS.build(cfg) for cfg in aux_heads)  # mmengine's: runs their init_cfg
         self.aux_head_names = _head_names(self.aux_heads)
         self.group_names = (["roi"] if self.roi_head is not None else []) + self.aux_head_names
         self._check_aux_heads()
