@@ -205,3 +205,40 @@ def test_images_without_boxes_still_train(tiny_cfg, mmdet_scope):
     assert GROUP_LOSSES <= set(losses)
     for key, value in losses.items():
         assert all(torch.isfinite(v) for v in (value if isinstance(value, list) else [value])), key
+
+
+def test_extract_then_merge_adapter_reproduces_outputs(tiny_cfg, tmp_path, mmdet_scope):
+    """tools/extract_adapter.py and tools/merge_adapter.py work on a Co-DINO (mmdet) config."""
+    import timm
+
+    from soma.peft import soma_layers
+    from tools.extract_adapter import extract_adapter
+    from tools.merge_adapter import merge_adapter
+
+    torch.manual_seed(0)
+    base = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=56,
+                             embed_dim=64, depth=4, num_heads=2)
+    torch.save(base.state_dict(), tmp_path / "base.pth")
+    config = tmp_path / "tiny_codino.py"
+    config.write_text(TINY_CODINO.format(repo=REPO, data=tmp_path / "dwd", iters=2) + (
+        f'model["backbone"]["init_cfg"] = dict(type="Pretrained", checkpoint="{tmp_path / "base.pth"}")\n'))
+    cfg = Config.fromfile(str(config))
+    trained = build(cfg.model)
+    with torch.no_grad():  # stand-in for training: move every trainable tensor
+        for parameter in trained.parameters():
+            if parameter.requires_grad:
+                parameter.add_(0.01 * torch.randn_like(parameter))
+    torch.save(dict(state_dict=trained.state_dict()), tmp_path / "trained.pth")
+
+    extract_adapter(str(config), str(tmp_path / "trained.pth"), str(tmp_path / "adapter.pth"))
+    merge_adapter(str(config), str(tmp_path / "adapter.pth"), str(tmp_path / "merged.pth"))
+    cfg.model.backbone.update(init_cfg=None, peft=None)
+    merged = build(cfg.model)
+    merged.load_state_dict(torch.load(tmp_path / "merged.pth", weights_only=True)["state_dict"])
+    assert soma_layers(trained) and not soma_layers(merged)
+    inputs, samples = tiny_batch(num_images=1)
+    with torch.no_grad():
+        expected = trained.eval()._forward(inputs, samples)
+        got = merged.eval()._forward(inputs, samples)
+    for ours, reference in zip(got, expected):
+        torch.testing.assert_close(ours, reference, atol=1e-4, rtol=1e-4)
