@@ -27,8 +27,10 @@
 #   positive groups <= 300 positives per image and head, >= 9 queries, padded with the head's negatives ... same;
 #                   reference boxes clamped to the image (the release does so only inside the sine embedding)
 #   test            DINO's top 300, soft-NMS IoU 0.8 (linear) ............................................. same
-#   backbone        DINOv2-L, patch 16, img_size 1024, SoMA r16 on q/k/v/proj/fc1/fc2 of blocks 8-23 ..... same,
-#                   with the SoMA-layer differences listed in docs/ (initialisation semantics)
+#   backbone        DINOv2-L, patch 16 (bicubic kernel resampling), img_size 1024, SoMA r16 on q/k/v/proj/fc1/fc2
+#                   of blocks 8-23 ........................................................................ same values;
+#                   the SoMA layer starts from the paper's exact minor split, the release's code does not
+#                   (docs/reproduction.md)
 #   train pipeline  RandomResize 1024 ratio 0.1-2.0 -> RandomCrop 1024 absolute_range (recompute_bbox,
 #                   allow_negative_crop) -> FilterAnnotations 1e-2 -> flip 0.5 -> Pad 1024 (114)
 #                   -> PhotoMetricDistortion .............................................................. same
@@ -45,10 +47,14 @@
 #   EMA / seed      none / not fixed ........................................................................ same
 #   validation      all five domains (the release's selection, which sees the unseen domains); for a
 #                   source-only selection use "../_base_/datasets/dwd_1024_source-val.py" as the dataset base  same
-#   test sets       daytime_clear test list; every annotated image of the unseen domains (release: their
-#                   train.txt lists, believed to hold every image; not checked without the data) ........ see left
+#   test sets       daytime_clear test list .................................................................. same;
+#                   unseen domains: every annotated image (release: each domain's VOC2007 train.txt, believed to
+#                   list every image; not checked without the data) ...................................... probably same
 #   metric          VOC 11-point mAP@0.5 per domain; our table adds the mean over the unseen domains ..... same
-#   eval head       the query (DETR) head only; the release can also evaluate an auxiliary head, we cannot  differs
+#   eval head       the query (DETR) head, as the release's eval_module="detr" (its one-/two-stage options of
+#                   evaluating an auxiliary head instead are not implemented) ................................ same
+#   sync_cls_avg    False (the release's CoDINOHead default) ................................................ same
+#   TTA             none in the release; --tta here flips and merges with soft-NMS ................ project extra
 #   with_coord_feat False (positive queries from box embeddings only) ................................... same
 #   find_unused_parameters True ............................................................................. same
 _base_ = ["../_base_/default_runtime.py", "../_base_/models/codino_dinov2-l_soma.py",
@@ -83,4 +89,5 @@ param_scheduler = [
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=8), visualization=dict(type="DetVisualizationHook"))
 visualizer = dict(type="DetLocalVisualizer")
 find_unused_parameters = True
-tta_model = None
+# --tta (not in the release): flipped + plain predictions merged with the detector's soft-NMS.
+tta_model = dict(type="DetTTAModel", tta_cfg=dict(nms=dict(type="soft_nms", iou_threshold=0.8), max_per_img=300))

@@ -37,4 +37,13 @@ all_domains_test = dict(
 val_dataloader = dict(dataset=dict(_delete_=True, **all_domains_test))  # dwd.py validates on one dataset
 test_dataloader = dict(dataset=all_domains_test)
 val_evaluator = dict(mean_over={{_base_.target_domains}})
-tta_pipeline = None  # the release has no test-time augmentation at 1024
+# Test-time augmentation (tools/test.py --tta; not in the release): the test pipeline with and without a flip.
+tta_pipeline = [
+    dict(type="LoadImageFromFile"),
+    dict(type="TestTimeAug",
+         transforms=[[dict(type="Resize", scale=image_size, keep_ratio=True)],
+                     [dict(type="RandomFlip", prob=1.0), dict(type="RandomFlip", prob=0.0)],
+                     [dict(type="Pad", size=image_size, pad_val=pad_value)],
+                     [dict(type="LoadAnnotations", with_bbox=True)],
+                     [dict(type="PackDetInputs", meta_keys={{_base_.det_domain_meta_keys}})]]),
+]
