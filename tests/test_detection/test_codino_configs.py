@@ -16,12 +16,15 @@ PUBLISHED = "DS (daytime_clear test) 69.4, DF (daytime_foggy) 51.0, DR (dusk_rai
 DOMAINS = ["daytime_clear", "daytime_foggy", "dusk_rainy", "night_rainy", "night_sunny"]
 
 
-@pytest.mark.parametrize("path", [CODINO, CODINO_EVA02], ids=["dinov2", "eva02"])
-def test_builds_at_full_size(path, mmdet_scope):
+@pytest.mark.parametrize("path, backbone", [(CODINO, None), (CODINO_EVA02, None), (CODINO, "DINOv3")],
+                         ids=["dinov2", "eva02", "dinov3"])
+def test_builds_at_full_size(path, backbone, mmdet_scope):
     import soma  # noqa: F401
     from mmdet.registry import MODELS
 
     cfg = Config.fromfile(str(path))
+    if backbone:
+        cfg.model.backbone.type = backbone  # the one-line backbone swap of the configs
     check_config_types(cfg)
     cfg.model.backbone.init_cfg = None  # no weights here; the structure is what is checked
     with torch.device("meta"):
@@ -33,7 +36,7 @@ def test_builds_at_full_size(path, mmdet_scope):
     assert model.roi_head.bbox_head.loss_bbox.loss_weight == 120.0  # 10 x num_dec_layer (6) x loss_lambda (2)
     assert model.aux_heads[0].loss_bbox.loss_weight == 24.0 and model.rpn_head.loss_cls.loss_weight == 12.0
     assert model.bbox_head.test_cfg == dict(max_per_img=300, nms=dict(type="soft_nms", iou_threshold=0.8))
-    expected_backbone = "DINOv2" if path == CODINO else "EVA02"
+    expected_backbone = backbone or ("DINOv2" if path == CODINO else "EVA02")
     assert type(model.backbone).__name__ == expected_backbone
 
 
@@ -96,3 +99,32 @@ def test_config_check_accepts_mmcv_ops_and_still_catches_typos():
         check_config_types(dict(test_cfg=dict(nms=dict(type="soft_nmx"))))
     with pytest.raises(UnknownTypeError, match="RoIAlign"):
         check_config_types(dict(head=dict(type="RoIAlign")))  # an op name is no registry type elsewhere
+
+
+def test_released_train_pipeline_gives_padded_1024_crops(tmp_path, mmdet_scope):
+    """Scale jitter, 1024 crop, pad with 114 and photometric distortion on a DWD-like image (real files)."""
+    import numpy as np
+
+    import soma  # noqa: F401
+    from soma.datasets import DWDDataset
+
+    from .conftest import make_dwd_like
+
+    make_dwd_like(tmp_path / "dwd", num_train=2, num_test=1, size=64)
+    cfg = Config.fromfile(str(CODINO))
+    dataset = DWDDataset(domain="daytime_clear", split="train", data_root=str(tmp_path / "dwd"),
+                         pipeline=cfg.train_dataloader.dataset.pipeline)
+    np.random.seed(0)
+    for _ in range(3):
+        sample = dataset[1]
+        image, meta = sample["inputs"], sample["data_samples"].metainfo
+        assert tuple(image.shape) == (3, 1024, 1024) and meta["img_shape"] == (1024, 1024)
+        assert meta["domain"] == "daytime_clear"
+        boxes = sample["data_samples"].gt_instances.bboxes.tensor
+        assert ((boxes[:, 2:] - boxes[:, :2]) > 1e-2).all() and (boxes >= 0).all() and (boxes <= 1024).all()
+    test_pipeline = cfg.test_dataloader.dataset.datasets[0].pipeline
+    test_dataset = DWDDataset(domain="daytime_clear", split="test", data_root=str(tmp_path / "dwd"),
+                              test_mode=True, pipeline=test_pipeline)
+    sample = test_dataset[0]
+    assert tuple(sample["inputs"].shape) == (3, 1024, 1024) and sample["data_samples"].metainfo["ori_shape"] == (64, 64)
+    assert sample["data_samples"].metainfo["scale_factor"] == (16.0, 16.0)
