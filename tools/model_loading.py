@@ -9,8 +9,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
-from mmseg.registry import MODELS  # noqa: E402
-from mmseg.utils import register_all_modules  # noqa: E402
 
 from soma.utils import check_config_types  # noqa: E402
 
@@ -18,9 +16,18 @@ ADAPTER_FORMAT = "soma-adapter-v1"
 
 
 def build_model(config: str, pretrained: bool) -> torch.nn.Module:
-    """The config's model; with ``pretrained`` its backbone loads the base weights and takes the SVD split."""
-    register_all_modules(init_default_scope=True)
+    """The config's model; with ``pretrained`` its backbone loads the base weights and takes the SVD split.
+
+    Detection configs (``default_scope = "mmdet"``) build from mmdet's registry, the others from mmseg's.
+    """
     cfg = Config.fromfile(config)
+    if cfg.get("default_scope") == "mmdet":
+        from mmdet.registry import MODELS
+        from mmdet.utils import register_all_modules
+    else:
+        from mmseg.registry import MODELS
+        from mmseg.utils import register_all_modules
+    register_all_modules(init_default_scope=True)
     check_config_types(cfg)
     if not pretrained:
         cfg.model.backbone.init_cfg = None  # a full checkpoint will provide every weight

@@ -61,6 +61,16 @@ def _iter_types(node: Any, path: str) -> Iterator[tuple[str, str]]:
             yield from _iter_types(value, f"{path}[{index}]")
 
 
+def _is_mmcv_op(key_path: str, type_name: str) -> bool:
+    """``nms=dict(type="soft_nms")`` and ``roi_layer=dict(type="RoIAlign")`` name ``mmcv.ops`` members, not registry
+    entries (mmcv's ``batched_nms`` and mmdet's RoI extractors look them up there)."""
+    if not key_path.endswith(("nms.type", "roi_layer.type")):
+        return False
+    import mmcv.ops
+
+    return hasattr(mmcv.ops, type_name)
+
+
 def check_config_types(cfg: Any) -> None:
     """Raise :class:`UnknownTypeError` for the first ``type`` name no registry knows.
 
@@ -75,6 +85,8 @@ def check_config_types(cfg: Any) -> None:
     names = registered_type_names()
     known_anywhere = frozenset().union(*names.values())
     for key_path, type_name in _iter_types(cfg, ""):
+        if _is_mmcv_op(key_path, type_name):
+            continue
         scope, _, bare = type_name.rpartition(".")
         candidates = names.get(scope, frozenset()) | names["mmengine"] if scope else known_anywhere
         if scope and scope not in names:
