@@ -1,6 +1,6 @@
 """The benchmark datasets of domain-generalised segmentation, as laid out after ``tools/convert_datasets/``.
 
-Each class fixes one dataset's folders, file suffixes and domain name (DESIGN §3), so configs only give
+Each class fixes one dataset's folders, file suffixes and domain name, so configs only give
 ``data_root``. All labels are Cityscapes trainIds (19 classes, 255 ignored).
 
 ============  ======================  ===========================================  =====================

@@ -1,6 +1,6 @@
 """``SoMALinear``: a frozen linear layer whose minor singular components are trainable (arXiv:2412.04077).
 
-For a pretrained weight ``W = U S Vᴴ``, rank r and ``scale = alpha / r`` (DESIGN §1.1): keep the r smallest
+For a pretrained weight ``W = U S Vᴴ``, rank r and ``scale = alpha / r``: keep the r smallest
 triplets (``init="minor"``; ``"principal"`` keeps the r largest, PiSSA-style), set ``S_r ← S_r / scale`` and
 
     A = diag(√S_r) Vᴴ_r   (r × in, trainable)      B = U_r diag(√S_r)   (out × r, trainable)

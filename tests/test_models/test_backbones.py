@@ -101,7 +101,7 @@ def test_wrong_checkpoint_is_refused(tmp_path):
 
 @pytest.mark.parametrize("cls, expected", [(DINOv2, (4_718_592, 147_456)), (EVA02, None)])
 def test_large_trainable_parameter_count(cls, expected):
-    """DESIGN §1.2: DINOv2-L, r=16, blocks 8-23 → 4,718,592 adapter + 147,456 bias = 4,866,048."""
+    """DINOv2-L, r=16, blocks 8-23 → 4,718,592 adapter + 147,456 bias = 4,866,048."""
     with torch.device("meta"):
         backbone = cls(arch="large", img_size=512, peft=dict(type="SoMA", r=16, start_block=8))
     summary = trainable_parameters(backbone)

@@ -74,7 +74,7 @@ def test_summary_counts_match_formula():
 
 
 def test_dinov2_large_formula_on_meta_device():
-    """DESIGN §1.2: DINOv2-L, r=16, blocks 8-23 → 4,718,592 adapter + 147,456 bias parameters."""
+    """DINOv2-L, r=16, blocks 8-23 → 4,718,592 adapter + 147,456 bias parameters."""
     with torch.device("meta"):
         model = TinyViT(dim=1024, depth=24)
         for block in model.blocks:
