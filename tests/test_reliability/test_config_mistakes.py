@@ -26,6 +26,10 @@ def test_syntax_error_names_the_file_and_line(tmp_path):
     broken = write(tmp_path / "broken.py", "a = 1\nb = (2,\n")
     with pytest.raises(ConfigError, match=r"config '.*broken\.py' line 2"):
         load_config(broken)
+    undefined = write(tmp_path / "undefined.py", "a = 1\n\nb = dict(x=a) | crop_size\n")
+    write(tmp_path / "uses.py", "_base_ = ['undefined.py']\n")
+    with pytest.raises(ConfigError, match=r"config '.*undefined\.py' line 3: NameError: .*'crop_size'.*b = dict"):
+        load_config(tmp_path / "uses.py")
     with pytest.raises(FileNotFoundError, match="no_such.py"):
         load_config(tmp_path / "no_such.py")
 

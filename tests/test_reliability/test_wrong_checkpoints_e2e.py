@@ -78,3 +78,20 @@ def test_test_sh_refuses_the_five_wrong_checkpoints(tmp_path):
     result = run_test_sh(config, classes, tmp_path / "forced", "--non-strict")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "--non-strict: loading" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_resume_with_a_changed_rank_names_the_changed_setting(tmp_path):
+    make_cityscapes_like(tmp_path / "data", num_images=2)
+    config = tmp_path / "tiny.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data"))
+    train = [sys.executable, str(REPO / "tools/train.py"), str(config), "--work-dir", str(tmp_path / "work")]
+    result = subprocess.run(train + ["--cfg-options", "train_cfg.max_iters=2"], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    result = subprocess.run(train + ["--resume", "--cfg-options", "model.backbone.peft.r=2"], capture_output=True,
+                            text=True, cwd=REPO)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: --resume: the config no longer fits the checkpoint '"), result.stderr[-3000:]
+    assert "model.backbone.peft.r: 4 → 2" in last and "another SoMA rank" in last and "Traceback" not in result.stderr
