@@ -70,8 +70,6 @@ def record_test_setting(cfg: Config, tta: bool) -> None:
 def main() -> None:
     args = parse_args()
     cfg = load_run_config(args)
-    if not osp.isfile(args.checkpoint):
-        raise FileNotFoundError(f"checkpoint '{args.checkpoint}' does not exist.")
     cfg.load_from = args.checkpoint
     if args.tta:
         if "tta_pipeline" not in cfg or "tta_model" not in cfg:
@@ -85,6 +83,8 @@ def main() -> None:
         visualization.update(draw=True, interval=1)
         cfg.visualizer.save_dir = args.show_dir
     record_test_setting(cfg, tta=args.tta)
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint '{args.checkpoint}' does not exist.")
     runner = build_runner(cfg)  # strict loading of the checkpoint
     runner.register_hook(dict(type="LabelSizeCheckHook"))
     metrics = {k: as_number(v) for k, v in runner.test().items()}
