@@ -32,7 +32,8 @@ def read_adapter(adapter_path: str) -> dict:
     if not isinstance(adapter, dict) or adapter.get("format") != ADAPTER_FORMAT:
         found = adapter.get("format") if isinstance(adapter, dict) else type(adapter).__name__
         raise CheckpointMismatchError(f"'{adapter_path}' is not an adapter file of tools/extract_adapter.py "
-                                      f"(format {found!r}, expected {ADAPTER_FORMAT!r}).")
+                                      f"(format {found!r}, expected {ADAPTER_FORMAT!r}). A training checkpoint is "
+                                      "turned into one with tools/extract_adapter.py.")
     return adapter
 
 
