@@ -226,12 +226,19 @@ def config_changes(saved_config: str | None, model_config: Mapping[str, Any] | N
 
 # ---------------------------------------------------------------------------------------------- checking
 def describe_mismatch(model: nn.Module, checkpoint: Any, source: str | os.PathLike, mismatch: StateDictMismatch,
-                      model_config: Mapping[str, Any] | None = None, resuming: bool = False) -> str:
-    """The full message for a checkpoint that does not fit: what, how many, why, what to do."""
+                      model_config: Mapping[str, Any] | None = None, resuming: bool = False,
+                      strict: bool = True) -> str:
+    """The full message for a checkpoint that does not fit: what, how many, why, what to do (``strict``) or
+    what was loaded (not ``strict``)."""
     state = checkpoint_state_dict(checkpoint)
     causes = likely_causes(model, checkpoint, state, mismatch)
     meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
     changes = config_changes(meta.get("cfg") if isinstance(meta, Mapping) else None, model_config)
+    if not strict:
+        text = (f"--non-strict: checkpoint '{source}' does not fit the config's model; loading the "
+                f"{mismatch.loaded} of {mismatch.total} tensors that fit. NOT loaded (left at their initial "
+                f"values): {mismatch.summary()}.")
+        return text + (" Likely cause: " + "; ".join(causes) + "." if causes else "")
     head = (f"--resume: the config no longer fits the checkpoint '{source}'" if resuming
             else f"checkpoint '{source}' does not fit the config's model")
     text = f"{head}: of {mismatch.total} tensors, {mismatch.summary()}."
@@ -269,12 +276,10 @@ def check_checkpoint_fits(model: nn.Module, checkpoint: Any, source: str | os.Pa
     mismatch = compare_state_dict(model, checkpoint_state_dict(checkpoint))
     if not mismatch:
         return mismatch
-    message = describe_mismatch(model, checkpoint, source, mismatch, model_config, resuming)
+    message = describe_mismatch(model, checkpoint, source, mismatch, model_config, resuming, strict)
     if strict:
         raise CheckpointMismatchError(message)
-    print_log(f"--non-strict: loading {mismatch.loaded} of {mismatch.total} tensors; NOT loaded: "
-              f"{mismatch.summary()}. (Strict loading would refuse: {message})", logger="current",
-              level=logging.WARNING)
+    print_log(message, logger="current", level=logging.WARNING)
     return mismatch
 
 
