@@ -52,6 +52,14 @@ def task_of(cfg: Config) -> str:
     return "det" if cfg.get("default_scope", "mmseg") == "mmdet" else "seg"
 
 
+def read_state_dict(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The model weights (``module.`` prefixes of DDP removed) and the meta data of a checkpoint written by
+    training or by the adapter tools."""
+    loaded = load_trusted_checkpoint(checkpoint)
+    meta = loaded.get("meta") if isinstance(loaded, dict) else None
+    return checkpoint_state_dict(loaded), meta if isinstance(meta, dict) else {}
+
+
 def is_merged_state(state: dict[str, torch.Tensor]) -> bool:
     """Whether a state dict holds plain (merged) weights: no SoMA adapter tensors at all."""
     return not any(k.endswith((".lora_A", ".lora_B")) for k in state)
