@@ -153,7 +153,7 @@ def likely_causes(model: nn.Module, checkpoint: Any, state: Mapping[str, Any],
                       "adapters first (tools/extract_adapter.py, then tools/merge_adapter.py)")
     elif own_adapters:
         ranks = {(theirs[1], ours[1]) for name, theirs, ours in mismatch.wrong_shape
-                 if name.endswith(".lora_B") and len(theirs) == len(ours) == 2}
+                 if name.endswith(".lora_B") and len(theirs) == len(ours) == 2 and theirs[1] != ours[1]}
         for theirs, ours in sorted(ranks):
             causes.append(f"another SoMA rank: the checkpoint was trained with r={theirs}, the config has r={ours} "
                           "(`model.backbone.peft.r`)")

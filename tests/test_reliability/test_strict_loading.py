@@ -62,6 +62,7 @@ def test_wrong_checkpoint_is_refused_with_its_cause(model, case):
     message = str(error.value)
     assert message.startswith(f"checkpoint '{case}.pth' does not fit the config's model: of ")
     assert "(e.g. " in message and "--non-strict" in message
+    assert message.count("Likely cause") == 1 and "r=4, the config has r=4" not in message  # no false causes
 
 
 def test_counts_and_first_names_are_given(model):
