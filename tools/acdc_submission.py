@@ -1,7 +1,7 @@
 """Write predictions for the ACDC test split, zipped in the form the ACDC benchmark server takes.
 
     python tools/acdc_submission.py CONFIG CHECKPOINT --out DIR [--data-root data/acdc]
-        [--conditions fog night rain snow] [--device cuda:0] [--label-ids]
+        [--conditions fog night rain snow] [--device cuda:0] [--label-ids] [--force] [--non-strict]
 
 ACDC's test labels are private: test scores come only from the server (https://acdc.vision.ee.ethz.ch/submit,
 behind a login), which evaluates "all adverse conditions" (the 2,000 test images of the four conditions) or one
@@ -32,6 +32,10 @@ whose published ACDC test scores came from that server:
 
 ``--label-ids`` writes Cityscapes labelIds (trainId → id through cityscapesscripts' table) under ``labelIds/``
 instead, the encoding the Cityscapes server takes, should a server ask for it.
+
+The checkpoint is loaded strictly (``--non-strict`` loads what fits). An output folder holding an earlier
+submission is reused only with ``--force`` (its predictions of other conditions are then removed); it must not
+lie inside the ACDC folder.
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ from mmengine.config import Config  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from soma.utils import atomic_path  # noqa: E402
+from soma.utils import atomic_path, check_output_dir, exit_on_user_error, load_config  # noqa: E402
 from soma.utils.dataset_config import image_only_pipeline, leaf_datasets  # noqa: E402
 
 ACDC_CONDITIONS = ("fog", "night", "rain", "snow")
@@ -182,12 +186,15 @@ def write_zip(files: Sequence[Path], folder: str, zip_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------- run
 def make_submission(config: str | Path, checkpoint: str | Path, out_dir: str | Path,
                     data_root: str | Path | None = None, conditions: Sequence[str] = ACDC_CONDITIONS,
-                    device: str = "cpu", label_ids: bool = False) -> Submission:
+                    device: str = "cpu", label_ids: bool = False, force: bool = False,
+                    strict: bool = True) -> Submission:
     """Predict ACDC's test images of ``conditions`` and write the PNGs and the zip under ``out_dir``.
 
     Args:
         data_root: the ACDC root; default: the config's ACDC ``data_root`` (``data/acdc``).
         label_ids: write Cityscapes label ids under ``labelIds/`` instead of trainIds under ``labelTrainIds/``.
+        force: reuse an output folder that holds an earlier submission.
+        strict: refuse a checkpoint that does not fit the config (else load what fits, logging the rest).
 
     Raises:
         FileNotFoundError: a missing config, checkpoint or test folder (named).
@@ -201,12 +208,13 @@ def make_submission(config: str | Path, checkpoint: str | Path, out_dir: str | P
         raise FileNotFoundError(f"config file '{config}' does not exist.")
     if not conditions:
         raise ValueError(f"give at least one condition ({', '.join(ACDC_CONDITIONS)}).")
-    datasets = acdc_test_datasets(Config.fromfile(str(config)))
+    datasets = acdc_test_datasets(load_config(config))
     if data_root is None:
         data_root = next(iter(datasets.values())).get("data_root") or "data/acdc"
     images = list_test_images(data_root, list(dict.fromkeys(conditions)))  # before the slow model build
 
-    model = init_model(config, checkpoint, device)
+    check_output_dir(out_dir, [data_root, config, checkpoint], ("labelTrainIds", "labelIds", ZIP_NAME), force=force)
+    model = init_model(config, checkpoint, device, strict=strict)
     num_classes = len(model.dataset_meta["classes"])
     if num_classes != NUM_CLASSES:
         raise ValueError(f"ACDC is scored on the {NUM_CLASSES} Cityscapes classes, but the model predicts "
@@ -265,14 +273,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="torch device (default: cuda:0 if available, else cpu)")
     parser.add_argument("--label-ids", action="store_true",
                         help="write Cityscapes label ids (labelIds/) instead of trainIds (labelTrainIds/)")
+    parser.add_argument("--force", action="store_true", help="replace an earlier submission in --out")
+    parser.add_argument("--non-strict", action="store_true",
+                        help="load a checkpoint that does not fit the config: only the tensors that fit (logged)")
     return parser.parse_args(argv)
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         result = make_submission(args.config, args.checkpoint, args.out, data_root=args.data_root,
-                                 conditions=args.conditions, device=args.device, label_ids=args.label_ids)
+                                 conditions=args.conditions, device=args.device, label_ids=args.label_ids,
+                                 force=args.force, strict=not args.non_strict)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(summary(result))

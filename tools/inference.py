@@ -13,7 +13,10 @@ Detection configs (``default_scope = "mmdet"``) write ``DIR/boxes/NAME.png``: th
 scores above ``--score-thr`` drawn on the image. Images of a folder keep their sub-folders under these folders.
 
 CHECKPOINT may be a training checkpoint (SoMA adapters unmerged) or a merged one written by
-tools/merge_adapter.py (plain backbone, no SoMA layers): the kind is recognised from its keys.
+tools/merge_adapter.py (plain backbone, no SoMA layers): the kind is recognised from its keys. Any other
+checkpoint that does not fit the config's model is refused with the likely cause (``--non-strict`` loads what
+fits). The output folder must not be (or lie inside) the input folder; one holding the outputs of an earlier
+run is reused only with ``--force``.
 """
 from __future__ import annotations
 
@@ -34,9 +37,11 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from soma.peft import soma_layers, unload_soma  # noqa: E402
-from soma.utils import check_config_types, load_trusted_checkpoint  # noqa: E402
+from soma.utils import (check_output_dir, exit_on_user_error, load_config,  # noqa: E402
+                        load_trusted_checkpoint)
+from soma.utils.strict_loading import checkpoint_state_dict, load_state_dict_checked  # noqa: E402
 from soma.utils.dataset_config import image_only_pipeline, leaf_datasets  # noqa: E402
-from tools.model_loading import build_model  # noqa: E402
+from tools.model_loading import build_model_from_cfg  # noqa: E402
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -47,28 +52,12 @@ def task_of(cfg: Config) -> str:
     return "det" if cfg.get("default_scope", "mmseg") == "mmdet" else "seg"
 
 
-def _build_detector(cfg: Config) -> torch.nn.Module:
-    """The config's mmdet model with no pretrained loading (the checkpoint provides every weight)."""
-    from mmdet.registry import MODELS
-    from mmdet.utils import register_all_modules
-
-    register_all_modules(init_default_scope=True)
-    check_config_types(cfg)
-    if cfg.model.get("backbone") is not None:
-        cfg.model.backbone.init_cfg = None
-    return MODELS.build(cfg.model)
-
-
 def read_state_dict(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The model weights and the meta data of a checkpoint written by training or by the adapter tools."""
+    """The model weights (``module.`` prefixes of DDP removed) and the meta data of a checkpoint written by
+    training or by the adapter tools."""
     loaded = load_trusted_checkpoint(checkpoint)
-    if not isinstance(loaded, dict):
-        raise ValueError(f"checkpoint '{checkpoint}' holds a {type(loaded).__name__}, not a state dict.")
-    state = loaded.get("state_dict", loaded)
-    meta = loaded.get("meta") or {}
-    # DDP-wrapped models save their weights under `module.`; the model built here is not wrapped.
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
-    return state, meta if isinstance(meta, dict) else {}
+    meta = loaded.get("meta") if isinstance(loaded, dict) else None
+    return checkpoint_state_dict(loaded), meta if isinstance(meta, dict) else {}
 
 
 def is_merged_state(state: dict[str, torch.Tensor]) -> bool:
@@ -76,27 +65,21 @@ def is_merged_state(state: dict[str, torch.Tensor]) -> bool:
     return not any(k.endswith((".lora_A", ".lora_B")) for k in state)
 
 
-def load_trained_weights(model: torch.nn.Module, checkpoint: str | Path) -> dict[str, Any]:
+def load_trained_weights(model: torch.nn.Module, checkpoint: str | Path, strict: bool = True) -> dict[str, Any]:
     """Load ``checkpoint`` into ``model`` strictly, unmerged or merged; returns the checkpoint's meta data.
 
     A merged checkpoint (tools/merge_adapter.py) has plain ``nn.Linear`` weights where the config's model has
     SoMA layers, so those layers are unwrapped first: the merged model then has no adapter overhead either.
+    Anything else that does not fit is refused (:mod:`soma.utils.strict_loading`), unless not ``strict``.
     """
-    state, meta = read_state_dict(checkpoint)
-    if soma_layers(model) and is_merged_state(state):
+    loaded = load_trusted_checkpoint(checkpoint)
+    state = checkpoint_state_dict(loaded)
+    plain_names = {f"{name}.weight" for name in soma_layers(model)}  # an adapted layer's weight once merged
+    if plain_names and is_merged_state(state) and plain_names & set(state):
         unload_soma(model, merge=False)  # the adapters are already folded into the saved weights
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"checkpoint '{checkpoint}' does not fit the config's model; was it trained with this "
-                         f"config? {str(exc).splitlines()[0]} {_key_summary(model, state)}") from None
-    return meta
-
-
-def _key_summary(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str:
-    own = set(model.state_dict())
-    missing, unexpected = sorted(own - set(state)), sorted(set(state) - own)
-    return f"(missing {len(missing)} keys, e.g. {missing[:3]}; unexpected {len(unexpected)}, e.g. {unexpected[:3]})"
+    load_state_dict_checked(model, loaded, checkpoint, strict=strict)
+    meta = loaded.get("meta") if isinstance(loaded, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def dataset_meta(cfg: Config, checkpoint_meta: dict[str, Any], num_classes: int | None) -> dict[str, Any]:
@@ -149,7 +132,7 @@ def _test_pipeline(cfg: Config) -> list[dict]:
     return image_only_pipeline(pipeline or [dict(type="LoadImageFromFile"), dict(type="PackSegInputs")])
 
 
-def init_model(config: str | Path, checkpoint: str | Path, device: str = "cpu") -> torch.nn.Module:
+def init_model(config: str | Path, checkpoint: str | Path, device: str = "cpu", strict: bool = True) -> torch.nn.Module:
     """Build ``config``'s model, load ``checkpoint`` (unmerged or merged SoMA) and prepare it for inference.
 
     Returns:
@@ -159,11 +142,12 @@ def init_model(config: str | Path, checkpoint: str | Path, device: str = "cpu") 
     for path, what in ((config, "config"), (checkpoint, "checkpoint")):
         if not Path(path).is_file():
             raise FileNotFoundError(f"{what} file '{path}' does not exist.")
-    cfg = Config.fromfile(str(config))
+    cfg = load_config(config)
     task = task_of(cfg)
-    # build_model skips the pretrained init_cfg: the checkpoint holds every weight, base and adapters.
-    model = build_model(str(config), pretrained=False) if task == "seg" else _build_detector(cfg)
-    meta = load_trained_weights(model, checkpoint)
+    if cfg.model.get("backbone") is not None:
+        cfg.model.backbone.init_cfg = None  # the checkpoint holds every weight, base and adapters
+    model = build_model_from_cfg(cfg)
+    meta = load_trained_weights(model, checkpoint, strict=strict)
     if task == "seg":
         cfg.test_pipeline = _test_pipeline(cfg)
         num_classes = getattr(getattr(model, "decode_head", None), "num_classes", None)
@@ -266,18 +250,24 @@ class Inferencer:
         return [boxes_file]
 
 
+OUTPUT_FOLDERS = ("pred", "overlay", "boxes")
+
+
 def run_inference(config: str | Path, checkpoint: str | Path, inputs: str | Path, out_dir: str | Path,
-                  device: str = "cpu", opacity: float = 0.5, score_thr: float = 0.3) -> list[Path]:
+                  device: str = "cpu", opacity: float = 0.5, score_thr: float = 0.3, force: bool = False,
+                  strict: bool = True) -> list[Path]:
     """Predict on an image or every image under a folder; returns the files written.
 
     Raises:
         FileNotFoundError: a missing config, checkpoint or input, or a folder without images.
         ValueError: an undecodable image (named), or a checkpoint that does not fit the config.
+        OutputExistsError: ``out_dir`` is (inside) the input folder, or holds earlier outputs and not ``force``.
     """
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"--opacity must lie in [0, 1], got {opacity}.")
     root, files = list_images(inputs)  # before the (slow) model build: a typo fails at once
-    model = init_model(config, checkpoint, device)
+    check_output_dir(out_dir, [root, config, checkpoint], OUTPUT_FOLDERS, force=force)
+    model = init_model(config, checkpoint, device, strict=strict)
     inferencer = Inferencer(model, Path(out_dir), opacity=opacity, score_thr=score_thr)
     written = []
     for image_file in tqdm(files, desc="inference", unit="img", disable=len(files) == 1):
@@ -295,14 +285,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="torch device (default: cuda:0 if available, else cpu)")
     parser.add_argument("--opacity", type=float, default=0.5, help="opacity of the colours in overlays (0..1)")
     parser.add_argument("--score-thr", type=float, default=0.3, help="detection: lowest score of a drawn box")
+    parser.add_argument("--force", action="store_true", help="replace the outputs of an earlier run in --out")
+    parser.add_argument("--non-strict", action="store_true",
+                        help="load a checkpoint that does not fit the config: only the tensors that fit (logged)")
     return parser.parse_args(argv)
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
         written = run_inference(args.config, args.checkpoint, args.inputs, args.out, device=args.device,
-                                opacity=args.opacity, score_thr=args.score_thr)
+                                opacity=args.opacity, score_thr=args.score_thr, force=args.force,
+                                strict=not args.non_strict)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"error: {exc}") from None
     print(f"wrote {len(written)} files under {args.out}")

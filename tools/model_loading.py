@@ -10,18 +10,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
-from soma.utils import check_config_types  # noqa: E402
+from soma.utils import ADAPTER_FORMAT, ConfigError, check_config_types, load_config  # noqa: E402
 
-ADAPTER_FORMAT = "soma-adapter-v1"
+__all__ = ["ADAPTER_FORMAT", "build_model", "build_model_from_cfg", "head_state", "parse_config_input_output"]
 
 
-def build_model(config: str, pretrained: bool) -> torch.nn.Module:
-    """The config's model; with ``pretrained`` its backbone loads the base weights and takes the SVD split.
-
-    Detection configs (``default_scope = "mmdet"``) build from mmdet's registry, the others from mmseg's.
-    """
-    cfg = Config.fromfile(config)
-    if cfg.get("default_scope") == "mmdet":
+def build_model_from_cfg(cfg: Config) -> torch.nn.Module:
+    """``cfg.model`` built from the registry of the config's ``default_scope`` (mmseg or mmdet)."""
+    scope = cfg.get("default_scope", "mmseg")
+    if scope == "mmdet":
         from mmdet.registry import MODELS
         from mmdet.utils import register_all_modules
     else:
@@ -29,12 +26,18 @@ def build_model(config: str, pretrained: bool) -> torch.nn.Module:
         from mmseg.utils import register_all_modules
     register_all_modules(init_default_scope=True)
     check_config_types(cfg)
+    return MODELS.build(cfg.model)
+
+
+def build_model(config: str, pretrained: bool) -> torch.nn.Module:
+    """The config's model; with ``pretrained`` its backbone loads the base weights and takes the SVD split."""
+    cfg = load_config(config)
     if not pretrained:
         cfg.model.backbone.init_cfg = None  # a full checkpoint will provide every weight
     elif not cfg.model.backbone.get("init_cfg"):
-        raise ValueError(f"{config} has no `model.backbone.init_cfg` checkpoint: merging needs the base weights "
-                         "the adapter was trained on.")
-    model = MODELS.build(cfg.model)
+        raise ConfigError(f"{config} has no `model.backbone.init_cfg` checkpoint: merging needs the base weights "
+                          "the adapter was trained on.")
+    model = build_model_from_cfg(cfg)
     if pretrained:
         model.backbone.init_weights()
     return model
@@ -45,12 +48,11 @@ def head_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")}
 
 
-def parse_config_input_output(description: str, input_name: str) -> argparse.Namespace:
-    """The command line shared by the checkpoint tools: ``CONFIG INPUT OUT``."""
-
-
+def parse_config_input_output(description: str, input_name: str, argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line shared by the checkpoint tools: ``CONFIG INPUT OUT [--force]``."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("config", help="the config the checkpoint was trained with")
     parser.add_argument(input_name)
-    parser.add_argument("out", help="output file")
-    return parser.parse_args()
+    parser.add_argument("out", help="output file (never one of the inputs)")
+    parser.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    return parser.parse_args(argv)

@@ -2,6 +2,10 @@
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--tta] [--show-dir DIR] [--cfg-options ...]
     bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
+
+The checkpoint is loaded strictly: one that does not fit the config's model (another architecture, rank or
+class count; an adapter-only or merged file) is refused with the likely cause (soma/utils/strict_loading.py).
+``--non-strict`` loads only the tensors that fit and lists the rest.
 """
 from __future__ import annotations
 
@@ -11,9 +15,9 @@ import os.path as osp
 
 from mmengine.config import Config
 from mmengine.dist import is_main_process
-from mmengine.runner import Runner
 
-from soma.utils import add_runner_arguments, load_run_config
+from soma.engine import build_runner
+from soma.utils import ConfigError, add_runner_arguments, exit_on_user_error, load_run_config, write_text_atomic
 from soma.utils.dataset_config import leaf_datasets
 
 
@@ -62,13 +66,14 @@ def record_test_setting(cfg: Config, tta: bool) -> None:
             evaluator.setdefault("extra_info", dict(test_resolution=evaluation_resolutions(cfg), tta=tta))
 
 
+@exit_on_user_error
 def main() -> None:
     args = parse_args()
     cfg = load_run_config(args)
     cfg.load_from = args.checkpoint
     if args.tta:
         if "tta_pipeline" not in cfg or "tta_model" not in cfg:
-            raise SystemExit(f"--tta needs `tta_pipeline` and `tta_model` in {args.config}; this config has none.")
+            raise ConfigError(f"--tta needs `tta_pipeline` and `tta_model` in {args.config}; this config has none.")
         for member in leaf_datasets(cfg.test_dataloader.dataset):  # a ConcatDataset of test sets, or one
             member.pipeline = cfg.tta_pipeline
         cfg.tta_model.module = cfg.model
@@ -78,12 +83,16 @@ def main() -> None:
         visualization.update(draw=True, interval=1)
         cfg.visualizer.save_dir = args.show_dir
     record_test_setting(cfg, tta=args.tta)
-    metrics = {k: as_number(v) for k, v in Runner.from_cfg(cfg).test().items()}
+    if not osp.isfile(args.checkpoint):
+        raise FileNotFoundError(f"checkpoint '{args.checkpoint}' does not exist.")
+    runner = build_runner(cfg)  # strict loading of the checkpoint
+    runner.register_hook(dict(type="LabelSizeCheckHook"))
+    metrics = {k: as_number(v) for k, v in runner.test().items()}
     if is_main_process():
         print(format_metrics(metrics))
-        with open(osp.join(cfg.work_dir, "metrics.json"), "w") as f:
-            json.dump(dict(metrics, checkpoint=args.checkpoint, tta=args.tta,
-                           test_resolution=evaluation_resolutions(cfg)), f, indent=2)
+        write_text_atomic(osp.join(cfg.work_dir, "metrics.json"), json.dumps(
+            dict(metrics, checkpoint=args.checkpoint, tta=args.tta, test_resolution=evaluation_resolutions(cfg)),
+            indent=2))
 
 
 if __name__ == "__main__":

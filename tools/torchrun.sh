@@ -2,13 +2,30 @@
 # Shared launcher of dist_train.sh and dist_test.sh: bash tools/torchrun.sh SCRIPT NPROC [script args]
 # NNODES, NODE_RANK, PORT and MASTER_ADDR come from the environment (defaults: one node, port 29500);
 # without GPUs the scripts switch to the gloo backend on CPU.
+usage() {
+  echo "usage: bash tools/torchrun.sh SCRIPT NPROC [script args]" >&2
+  echo "error: $1" >&2
+  exit 2
+}
+[[ $# -ge 2 ]] || usage "SCRIPT and NPROC are required"
 SCRIPT=$1
 NPROC=$2
+[[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || usage "the number of GPUs (processes) must be a positive integer, got '$NPROC'"
+[[ -f "$SCRIPT" ]] || usage "script '$SCRIPT' does not exist"
+if command -v nvidia-smi >/dev/null 2>&1; then
+  VISIBLE=$(nvidia-smi -L 2>/dev/null | wc -l)
+  if [[ -n "${CUDA_VISIBLE_DEVICES:-}" ]]; then
+    VISIBLE=$(awk -F, '{print NF}' <<<"$CUDA_VISIBLE_DEVICES")
+  fi
+  if [[ "$VISIBLE" -gt 0 && "$NPROC" -gt "$VISIBLE" ]]; then
+    usage "asked for $NPROC GPUs but this machine shows $VISIBLE (nvidia-smi, CUDA_VISIBLE_DEVICES)"
+  fi
+fi
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 # The repository's environment (tools/setup.sh) unless PYTHON names another interpreter.
 PYTHON=${PYTHON:-$( [[ -x "$ROOT/.venv/bin/python" ]] && echo "$ROOT/.venv/bin/python" || echo python )}
 PYTHONPATH="$ROOT":${PYTHONPATH:-} \
-"$PYTHON" -m torch.distributed.run \
+exec "$PYTHON" -m torch.distributed.run \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" \
     --nproc_per_node="$NPROC" --master_port="${PORT:-29500}" \
     "$SCRIPT" "${@:3}" --launcher pytorch

@@ -1,8 +1,10 @@
 """Engine parts: model wrappers, hooks and schedulers registered in mmengine."""
 from .cpu_ddp import CPUDistributedDataParallel
-from .hooks import RandomStateHook, WeightDecayLoggerHook
+from .hooks import LabelSizeCheckHook, RandomStateHook, WeightDecayLoggerHook
 from .merge_hook import MergeAdaptersHook
 from .optim import FrozenAwareOptimWrapperConstructor
+from .runner import SoMARunner, build_runner
 
 __all__ = ["CPUDistributedDataParallel", "WeightDecayLoggerHook", "RandomStateHook", "MergeAdaptersHook",
-           "FrozenAwareOptimWrapperConstructor"]
+           "LabelSizeCheckHook",
+           "FrozenAwareOptimWrapperConstructor", "SoMARunner", "build_runner"]

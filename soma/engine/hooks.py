@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,3 +56,50 @@ class RandomStateHook(Hook):
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@HOOKS.register_module()
+class LabelSizeCheckHook(Hook):
+    """Refuse a label map whose size differs from its image's, naming both files, before the loss or metric.
+
+    Such a pair fails deep in the loss (``IndexError: The shape of the mask ...``) or, after the pipeline
+    resized both, trains on labels that do not line up with the pixels. Each pair is checked once per run from
+    the file headers (no decoding). tools/train.py and tools/test.py add this hook to segmentation runs.
+    """
+
+    priority = "VERY_HIGH"
+
+    def __init__(self) -> None:
+        self._checked: set[str] = set()
+
+    def _check(self, data_batch: Any) -> None:
+        from PIL import Image
+
+        from soma.utils import DataError
+
+        samples = data_batch.get("data_samples", []) if isinstance(data_batch, dict) else []
+        for sample in samples:
+            meta = getattr(sample, "metainfo", {})
+            image, label = meta.get("img_path"), meta.get("seg_map_path")
+            if not isinstance(image, str) or not isinstance(label, str) or label in self._checked:
+                continue
+            try:
+                with Image.open(image) as img, Image.open(label) as lab:
+                    image_size, label_size = img.size, lab.size
+            except OSError:
+                continue  # unreadable files are reported by the loaders, which name them
+            if image_size != label_size:
+                raise DataError(f"label map '{label}' is {label_size[0]}x{label_size[1]} but its image '{image}' is "
+                                f"{image_size[0]}x{image_size[1]} (width x height); a label map must have its "
+                                "image's size: is it the right file, or was one of them resized? Re-convert the "
+                                "pair or remove it from the dataset.")
+            self._checked.add(label)
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        self._check(data_batch)
+
+    def before_val_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        self._check(data_batch)
+
+    def before_test_iter(self, runner, batch_idx: int, data_batch: Any = None) -> None:
+        self._check(data_batch)

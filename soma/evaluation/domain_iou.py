@@ -1,7 +1,9 @@
 """Per-domain semantic-segmentation metrics from one test run over several datasets.
 
 Each sample's ``domain`` (set by :class:`soma.datasets.DGSegDataset`) picks the confusion matrix it is added
-to, so memory is one ``num_classes²`` matrix per domain, whatever the number of test images. Results:
+to. Every image keeps its own ``num_classes²`` counts until the end (2.9 kB for 19 classes): mmengine gathers
+per-sample results across processes and drops the samples its sampler repeated to even out the processes
+(``DefaultSampler(round_up=True)``), so each image is counted once for any number of processes. Results:
 ``<domain>/mIoU``, ``<domain>/mAcc``, ``<domain>/aAcc`` for each domain and group, and ``mean/<metric>``, the
 mean over the domains in ``mean_over`` (default: all of them). Per-class IoU/Acc tables go to the log and,
 with everything else, to ``output_file`` (JSON).
@@ -21,7 +23,7 @@ from mmengine.logging import print_log
 from mmseg.registry import METRICS
 from prettytable import PrettyTable
 
-from soma.utils import write_text_atomic
+from soma.utils import ConfigError, write_text_atomic
 
 SUMMARY_METRICS = ("aAcc", "mIoU", "mAcc")
 
@@ -31,16 +33,26 @@ def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
     """``num_classes²`` int64 counts: row = ground-truth class, column = predicted class (ignored pixels dropped).
 
     Ground-truth ids outside ``[0, num_classes)`` other than ``ignore_index`` are an error: they mean the labels
-    were not converted to trainIds.
+    were not converted to trainIds. Predicted ids outside ``[0, num_classes)`` are an error too: they mean the
+    model's head has more classes than the dataset, and ``label * num_classes + pred`` would count them in
+    another class's cell (a prediction of id 20 on 19 classes scored as a correct class 0).
     """
     label = label.reshape(-1).long()
     pred = pred.reshape(-1).long()
+    if label.numel() != pred.numel():
+        raise ValueError(f"the prediction has {pred.numel()} pixels but the label map {label.numel()}: they must "
+                         "have the same size.")
     valid = label != ignore_index
     label, pred = label[valid], pred[valid]
     if label.numel() and (label.min() < 0 or label.max() >= num_classes):
         bad = sorted(set(label[(label < 0) | (label >= num_classes)].unique().tolist()))[:8]
         raise ValueError(f"ground-truth ids {bad} are outside the {num_classes} classes and not ignore_index "
                          f"{ignore_index}; convert the labels to trainIds (tools/convert_datasets/).")
+    if pred.numel() and (pred.min() < 0 or pred.max() >= num_classes):
+        bad = sorted(set(pred[(pred < 0) | (pred >= num_classes)].unique().tolist()))[:8]
+        raise ConfigError(f"predicted ids {bad} are outside the dataset's {num_classes} classes: the model's head "
+                          f"predicts more classes than the dataset has; set the head's num_classes to "
+                          f"{num_classes} (or evaluate on the dataset it was trained for).")
     return torch.bincount(label * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
@@ -99,11 +111,8 @@ class DomainIoUMetric(BaseMetric):
         return len(self.dataset_meta["classes"])
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        # One accumulator per process: {domain: [confusion matrix, image count]}. mmengine gathers
-        # `self.results` across processes as a list, one accumulator each.
-        if not self.results:
-            self.results.append({})
-        accumulator = self.results[0]
+        # One result per image, (domain, confusion matrix): mmengine's collect_results orders them by dataset
+        # index and cuts the list at the dataset size, which drops the samples the sampler padded with.
         for sample in data_samples:
             domain = sample.get("domain")
             if domain is None:
@@ -111,19 +120,19 @@ class DomainIoUMetric(BaseMetric):
                                "add 'domain' to PackSegInputs' meta_keys (soma.datasets.DOMAIN_META_KEYS).")
             pred = sample["pred_sem_seg"]["data"].squeeze()
             label = sample["gt_sem_seg"]["data"].squeeze().to(pred.device)
+            if pred.shape != label.shape:
+                raise ValueError(f"label map '{sample.get('seg_map_path', '?')}' is {tuple(label.shape)} but the "
+                                 f"prediction for its image '{sample.get('img_path', '?')}' is {tuple(pred.shape)}: "
+                                 "a label map must have its image's size (is it the right file?).")
             counts = confusion_matrix(pred, label, self.num_classes, self.ignore_index).cpu().numpy()
-            if domain not in accumulator:
-                accumulator[domain] = [np.zeros_like(counts), 0]
-            accumulator[domain][0] += counts
-            accumulator[domain][1] += 1
+            self.results.append((domain, counts))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         confusions: dict[str, np.ndarray] = {}
         images: dict[str, int] = {}
-        for accumulator in results:
-            for domain, (counts, count) in accumulator.items():
-                confusions[domain] = confusions.get(domain, 0) + counts
-                images[domain] = images.get(domain, 0) + count
+        for domain, counts in results:
+            confusions[domain] = confusions.get(domain, 0) + counts
+            images[domain] = images.get(domain, 0) + 1
         domains = sorted(confusions)
         for name, members in self.groups.items():
             present = [m for m in members if m in confusions]

@@ -1,16 +1,26 @@
-"""Small shared helpers: checkpoint loading policy, config validation."""
+"""Small shared helpers: checkpoint loading policy and strict loading, config validation, user errors, work dirs."""
 from .checkpoint import (atomic_path, load_trusted_checkpoint, load_weights, register_atomic_local_backend,
                          register_trusted_local_loader, save_checkpoint_atomic, write_text_atomic)
-from .config_check import UnknownTypeError, check_config_types
+from .config_check import (UnknownTypeError, check_config_types, check_legacy_keys, check_num_classes, load_config,
+                           warn_patch_padding)
 from .distributed import use_cpu_distributed
+from .errors import ConfigError, DataError, OutputExistsError, UserError, exit_on_user_error
 from .mmcv_ops import configure_mmcv_ops, use_pytorch_msdeformattn
+from .outputs import check_output_dir, check_output_file
 from .run_config import add_runner_arguments, load_run_config
+from .strict_loading import ADAPTER_FORMAT, CheckpointMismatchError, check_checkpoint_fits, load_checkpoint_checked
+from .work_dir import WorkDirError, claim_work_dir
 
 __all__ = [
     "load_weights", "load_trusted_checkpoint", "save_checkpoint_atomic", "atomic_path", "write_text_atomic",
     "register_trusted_local_loader", "register_atomic_local_backend",
     "check_config_types", "UnknownTypeError", "use_cpu_distributed",
     "add_runner_arguments", "load_run_config", "use_pytorch_msdeformattn",
+    "load_config", "check_legacy_keys", "check_num_classes", "warn_patch_padding",
+    "UserError", "ConfigError", "DataError", "OutputExistsError", "exit_on_user_error",
+    "check_output_file", "check_output_dir",
+    "ADAPTER_FORMAT", "CheckpointMismatchError", "check_checkpoint_fits", "load_checkpoint_checked",
+    "WorkDirError", "claim_work_dir",
 ]
 
 register_trusted_local_loader()

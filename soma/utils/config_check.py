@@ -1,22 +1,38 @@
-"""Validate every ``type=`` name of a config before anything is built.
+"""Config mistakes named before anything is built.
 
-mmengine reports an unknown type as a bare ``KeyError`` deep inside the Runner, after minutes of dataset
-indexing. :func:`check_config_types` walks the whole config first and fails with the key path and the closest
-registered names.
+* :func:`load_config`: a syntax error names the config file (or the ``_base_`` file) and the line;
+* :func:`check_config_types`: mmengine reports an unknown type as a bare ``KeyError`` deep inside the Runner,
+  after minutes of dataset indexing; here the whole config is walked first and the key path and the closest
+  registered names are given;
+* :func:`check_legacy_keys`: keys of mmseg 0.x / mmcv 1.x configs that mmengine silently ignores
+  (``resume_from``, ``total_iters``, ``workflow``, ...) are refused with their modern spelling;
+* :func:`check_num_classes`: the head's ``num_classes`` against the classes of the dataset(s);
+* :func:`warn_patch_padding`: a crop that is not a multiple of the ViT patch is padded; said once, with the cost.
 """
 from __future__ import annotations
 
+import ast
 import difflib
+import inspect
+import logging
+import math
+import os
 from collections.abc import Iterator, Mapping
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
+from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.registry import Registry
+
+from .dataset_config import leaf_datasets
+from .errors import ConfigError, UserError
 
 _SCOPES = ("mmengine", "mmseg", "mmdet")
 
 
-class UnknownTypeError(KeyError):
+class UnknownTypeError(UserError, KeyError):
     """A config names a ``type`` that no registry knows."""
 
     def __str__(self) -> str:  # KeyError would print the message in quotes
@@ -100,3 +116,223 @@ def check_config_types(cfg: Any) -> None:
             f"{scope or 'mmengine, mmseg or mmdet'}.{hint} SoMA's own types are registered by "
             "`custom_imports = dict(imports=['soma'], allow_failed_imports=False)` in the config."
         )
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+def _config_files(path: Path, seen: list[Path]) -> list[Path]:
+    """``path`` and its ``_base_`` files, recursively, in the order mmengine reads them (bases first)."""
+    if path in seen or path.suffix != ".py" or not path.is_file():
+        return seen
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except SyntaxError:
+        seen.append(path)
+        return seen
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "_base_" for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            for base in [bases] if isinstance(bases, str) else bases:
+                if isinstance(base, str):
+                    _config_files((path.parent / base).resolve(), seen)
+    seen.append(path)
+    return seen
+
+
+def _where(files: list[Path], exc: BaseException) -> str:
+    """``'<file>' line N`` of the config line that raised ``exc`` while mmengine executed it."""
+    if isinstance(exc, SyntaxError):
+        for file in files:
+            try:
+                ast.parse(file.read_text(encoding="utf-8"), filename=str(file))
+            except SyntaxError as found:
+                return f"'{file}' line {found.lineno}: {found.msg}" + (f": {found.text.strip()}" if found.text else "")
+        return f"'{files[-1]}': {exc.msg}"
+    # mmengine runs a temporary copy of each file: take the line number of the last frame outside the library.
+    import mmengine
+
+    library = (str(Path(mmengine.__file__).parent), str(Path(__file__).parent))
+    lineno = next((tb.tb_lineno for tb in reversed(list(_frames(exc.__traceback__)))
+                   if not tb.tb_frame.f_code.co_filename.startswith(library)), None)
+    name = getattr(exc, "name", None)
+    for file in reversed(files):
+        lines = file.read_text(encoding="utf-8").splitlines()
+        if lineno and lineno <= len(lines) and (name is None or name in lines[lineno - 1]):
+            return f"'{file}' line {lineno}: {type(exc).__name__}: {exc}: {lines[lineno - 1].strip()}"
+    return f"'{files[-1]}': {type(exc).__name__}: {exc}"
+
+
+def _frames(tb: Any) -> Iterator[Any]:
+    while tb is not None:
+        yield tb
+        tb = tb.tb_next
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """``Config.fromfile`` whose errors in the config's own code name the file and line (mmengine reports a
+    syntax error as ``File "<unknown>"`` and an undefined name without any file).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ConfigError: ``path`` or one of its ``_base_`` files is not valid Python, or fails when executed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file '{path}' does not exist.")
+    try:
+        return Config.fromfile(str(path))
+    except (SyntaxError, NameError, TypeError, AttributeError, ImportError, IndexError, ZeroDivisionError) as exc:
+        raise ConfigError(f"config {_where(_config_files(path.resolve(), []), exc)}") from None
+
+
+# ---------------------------------------------------------------------------------------------- legacy keys
+# Keys of mmseg 0.x / mmcv 1.x configs that mmengine's Runner ignores without a word, and what replaces them.
+LEGACY_KEYS = {
+    "resume_from": "`load_from = '<checkpoint>'` with `resume = True` (or tools/train.py --resume)",
+    "auto_resume": "tools/train.py --resume (or `resume = True`)",
+    "total_iters": "`train_cfg = dict(type='IterBasedTrainLoop', max_iters=N, val_interval=...)`",
+    "total_epochs": "`train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=N)`",
+    "runner": "`train_cfg = dict(type='IterBasedTrainLoop', max_iters=N, val_interval=...)`",
+    "workflow": "`train_cfg = dict(..., val_interval=N)` (validation every N iterations)",
+    "evaluation": "`train_cfg = dict(..., val_interval=N)` and `val_evaluator = dict(type=...)`",
+    "checkpoint_config": "`default_hooks = dict(checkpoint=dict(type='CheckpointHook', interval=N))`",
+    "log_config": "`default_hooks = dict(logger=dict(type='LoggerHook', interval=N))`",
+    "lr_config": "`param_scheduler = [dict(type='PolyLR', ...)]`",
+    "momentum_config": "`param_scheduler = [...]` (a scheduler with `param_name='momentum'`)",
+    "optimizer_config": "`optim_wrapper = dict(optimizer=..., clip_grad=...)`",
+    "dist_params": "`env_cfg = dict(dist_cfg=dict(backend=...))`",
+    "gpu_ids": "the GPU count of tools/dist_train.sh CONFIG GPUS",
+}
+
+
+def check_legacy_keys(cfg: Config, source: str | os.PathLike = "the config") -> None:
+    """Refuse keys that mmengine ignores but older mmseg configs used, naming the modern spelling.
+
+    ``optimizer`` and ``data`` count only in their old roles: ``optimizer`` without an ``optim_wrapper``, and
+    ``data`` holding ``samples_per_gpu``/``train``.
+
+    Raises:
+        ConfigError: a legacy key is present.
+    """
+    found = {key: modern for key, modern in LEGACY_KEYS.items() if key in cfg}
+    if "optimizer" in cfg and not cfg.get("optim_wrapper"):
+        found["optimizer"] = "`optim_wrapper = dict(type='OptimWrapper', optimizer=dict(...))`"
+    data = cfg.get("data")
+    if isinstance(data, Mapping) and ({"samples_per_gpu", "workers_per_gpu", "train"} & set(data)):
+        found["data"] = "`train_dataloader`, `val_dataloader` and `test_dataloader` (each with its `dataset`)"
+    if found:
+        listed = "; ".join(f"`{key}` → {modern}" for key, modern in found.items())
+        raise ConfigError(f"{source} uses keys of older mmseg/mmcv configs that the current Runner ignores "
+                          f"(the run would silently do something else): {listed}.")
+
+
+# ---------------------------------------------------------------------------------------------- classes
+def _dataset_classes(dataset: Mapping[str, Any], scope: str) -> tuple[str, int] | None:
+    """``(dataset type name, number of classes)`` of a dataset config, or ``None`` if it cannot be told."""
+    import mmdet.registry
+    import mmseg.registry
+
+    classes = (dataset.get("metainfo") or {}).get("classes")
+    kind = dataset.get("type")
+    if classes is None:
+        registry = mmdet.registry.DATASETS if scope == "mmdet" else mmseg.registry.DATASETS
+        cls = registry.get(kind) if isinstance(kind, str) else kind
+        classes = (getattr(cls, "METAINFO", None) or {}).get("classes") if cls is not None else None
+    if not classes:
+        return None
+    return str(getattr(kind, "__name__", kind)), len(classes)
+
+
+def _heads(model: Mapping[str, Any]) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    for name in ("decode_head", "auxiliary_head", "bbox_head"):
+        heads = model.get(name)
+        for index, head in enumerate(heads if isinstance(heads, (list, tuple)) else [heads]):
+            if isinstance(head, Mapping) and isinstance(head.get("num_classes"), int):
+                yield (f"model.{name}[{index}]" if isinstance(heads, (list, tuple)) else f"model.{name}"), head
+
+
+def check_num_classes(cfg: Config) -> None:
+    """The heads' ``num_classes`` (and Mask2Former's ``class_weight`` length) against the datasets' classes.
+
+    A head with more classes than the dataset trains and evaluates without an error but scores wrong numbers
+    (predicted ids the dataset does not have); one with fewer fails deep in the loss.
+
+    Raises:
+        ConfigError: a head's class count differs from a train/val/test dataset's.
+    """
+    model = cfg.get("model")
+    if not isinstance(model, Mapping):
+        return
+    scope = cfg.get("default_scope", "mmseg")
+    for key, head in _heads(model):
+        count = head["num_classes"]
+        for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+            loader_cfg = cfg.get(loader)
+            for dataset in leaf_datasets(loader_cfg.get("dataset") if isinstance(loader_cfg, Mapping) else None):
+                found = _dataset_classes(dataset, scope)
+                if found and found[1] != count:
+                    raise ConfigError(f"{key}.num_classes is {count} but the {loader} dataset ({found[0]}) has "
+                                      f"{found[1]} classes; set `{key}.num_classes={found[1]}` (predictions of "
+                                      "ids the dataset does not have would be scored as wrong numbers).")
+        loss = head.get("loss_cls")
+        weights = loss.get("class_weight") if isinstance(loss, Mapping) else None
+        if "Mask2Former" in str(head.get("type")) and isinstance(weights, (list, tuple)) \
+                and len(weights) != count + 1:
+            raise ConfigError(f"{key}.loss_cls.class_weight has {len(weights)} entries but Mask2Former needs "
+                              f"num_classes + 1 = {count + 1} (one per class and the last for 'no object').")
+
+
+# ---------------------------------------------------------------------------------------------- patch size
+_warned_padding: set[str] = set()
+
+
+def _patch_size(backbone: Mapping[str, Any], scope: str) -> int | None:
+    size = backbone.get("patch_size")
+    if size is None:
+        import mmdet.registry
+        import mmseg.registry
+
+        registry = mmdet.registry.MODELS if scope == "mmdet" else mmseg.registry.MODELS
+        cls = registry.get(backbone.get("type")) if isinstance(backbone.get("type"), str) else None
+        for klass in getattr(cls, "__mro__", ()):  # subclasses may take **kwargs: the default is further up
+            parameter = inspect.signature(klass.__init__).parameters.get("patch_size")
+            if parameter is not None:
+                size = parameter.default
+                break
+    return size if isinstance(size, int) and size > 1 else None
+
+
+def warn_patch_padding(cfg: Config) -> list[str]:
+    """Warn (once per message) about crop sizes that are not a multiple of the backbone's patch size.
+
+    The segmentor pads such inputs to the next multiple, so every image costs the compute of the padded size
+    and part of each border patch is zeros. Returns the warnings given.
+    """
+    model = cfg.get("model")
+    if not isinstance(model, Mapping) or not isinstance(model.get("backbone"), Mapping):
+        return []
+    patch = _patch_size(model["backbone"], cfg.get("default_scope", "mmseg"))
+    if patch is None:
+        return []
+    sizes = {"model.data_preprocessor.size (the training crop)": (model.get("data_preprocessor") or {}).get("size"),
+             "model.test_cfg.crop_size (the sliding window)": (model.get("test_cfg") or {}).get("crop_size")}
+    warnings = []
+    for where, size in sizes.items():
+        if not (isinstance(size, (list, tuple)) and len(size) == 2 and all(isinstance(s, int) for s in size)):
+            continue
+        height, width = size
+        padded = (math.ceil(height / patch) * patch, math.ceil(width / patch) * patch)
+        if padded == (height, width):
+            continue
+        cost = padded[0] * padded[1] / (height * width) - 1
+        message = (f"{where} {height}x{width} is not a multiple of the backbone's patch size {patch}: every input "
+                   f"is padded to {padded[0]}x{padded[1]}, {cost:.1%} more pixels computed on zero padding; a "
+                   f"multiple of {patch} (e.g. {padded[0]}x{padded[1]} or "
+                   f"{height // patch * patch}x{width // patch * patch}) avoids it.")
+        warnings.append(message)
+        if message not in _warned_padding:
+            _warned_padding.add(message)
+            print_log(message, logger="current", level=logging.WARNING)
+    return warnings

@@ -19,7 +19,7 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
-from .config_check import check_config_types
+from .config_check import check_config_types, check_legacy_keys, check_num_classes, load_config, warn_patch_padding
 from .distributed import use_cpu_distributed
 
 AMP_DTYPES = ("auto", "bfloat16", "float16")
@@ -28,9 +28,12 @@ _AMP_ONLY_KEYS = ("dtype", "loss_scale", "use_fsdp")
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
-    """``--work-dir``, ``--cfg-options``, ``--launcher`` and ``--local-rank``."""
+    """``--work-dir``, ``--cfg-options``, ``--non-strict``, ``--launcher`` and ``--local-rank``."""
     parser.add_argument("--work-dir", help=f"{work_dir_help} (default: work_dirs/CONFIG_NAME)")
     parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: a.b=value")
+    parser.add_argument("--non-strict", action="store_true",
+                        help="load a checkpoint that does not fit the model: only the tensors that fit, the rest "
+                             "listed in the log (for experts; by default such a checkpoint is refused)")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=0)
 
@@ -39,15 +42,23 @@ def load_run_config(args: argparse.Namespace) -> Config:
     """The config of ``args.config`` with the command-line overrides, its types checked before any build.
 
     Sets the work dir and launcher; under a launcher on a machine without GPUs, switches to gloo and a CPU
-    DDP wrapper. ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without it; the AMP
-    settings are then resolved for this machine by :func:`resolve_amp`.
+    DDP wrapper. Refuses legacy keys and head/dataset class counts that differ, and warns about crop sizes
+    that are not a multiple of the patch size (:mod:`soma.utils.config_check`). ``--non-strict`` becomes
+    ``strict_loading = False`` (read by :class:`soma.engine.SoMARunner`). ``args.amp`` (tools/train.py's
+    ``--amp``) asks for AMP on a config without it; the AMP settings are then resolved for this machine by
+    :func:`resolve_amp`.
     """
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
-    cfg = Config.fromfile(args.config)
+    cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    check_legacy_keys(cfg, f"config '{args.config}'")
     check_config_types(cfg)  # unknown `type=` names fail now, with the closest registered names
+    check_num_classes(cfg)
+    warn_patch_padding(cfg)
+    if getattr(args, "non_strict", False):
+        cfg.strict_loading = False
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
         "work_dirs", osp.splitext(osp.basename(args.config))[0])
     if cfg.get("optim_wrapper") is not None:

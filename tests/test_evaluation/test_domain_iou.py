@@ -83,12 +83,34 @@ def test_domains_groups_mean_and_json(tmp_path):
     assert document["tta"] is False and document["test_resolution"] == [[64, 64]]
 
 
-def test_accumulates_in_one_matrix_per_domain():
+def test_padded_samples_of_the_sampler_are_not_counted():
+    """DefaultSampler(round_up=True) repeats the first samples so that every process gets as many; mmengine's
+    collect_results cuts per-sample results at the dataset size, which only works with one result per image."""
+    rng = np.random.default_rng(0)
+    images = [sample(rng.integers(0, 3, (4, 5)).tolist(), rng.integers(0, 3, (4, 5)).tolist()) for _ in range(4)]
+    exact, padded = metric(), metric()
+    exact.process({}, images)
+    padded.process({}, images + images[:2])  # 4 images over 3 processes: 6 samples, 2 of them repeats
+    assert len(padded.results) == 6 and padded.results[0][1].shape == (3, 3)
+    assert padded.evaluate(4) == exact.evaluate(4)
+
+
+def test_predictions_outside_the_classes_are_refused():
+    """`label * K + pred` would count a prediction of id K+1 in another class's cell: 100 mIoU for all-wrong."""
+    with pytest.raises(ValueError, match=r"predicted ids \[20\] are outside the dataset's 19 classes.*num_classes"):
+        scores(confusion_matrix(torch.full((100,), 20), torch.zeros(100, dtype=torch.long), 19).numpy())
+    with pytest.raises(ValueError, match=r"predicted ids \[-1\]"):
+        confusion_matrix(torch.tensor([-1, 0]), torch.tensor([0, 0]), 3)
+    # Predictions on ignored pixels are not scored, whatever they are.
+    assert confusion_matrix(torch.tensor([7, 0]), torch.tensor([255, 0]), 3).sum() == 1
+
+
+def test_label_map_of_another_size_names_the_file():
     m = metric()
-    for _ in range(10):
-        m.process({}, [sample(PRED, LABEL, "x"), sample(PRED, LABEL, "y")])
-    assert len(m.results) == 1 and set(m.results[0]) == {"x", "y"}
-    assert m.results[0]["x"][0].shape == (3, 3) and m.results[0]["x"][1] == 10
+    bad = sample(PRED, [[0, 1], [1, 2]])
+    bad.update(seg_map_path="data/x/0001_labelTrainIds.png", img_path="data/x/0001.png")
+    with pytest.raises(ValueError, match=r"label map 'data/x/0001_labelTrainIds.png' is \(2, 2\).*'data/x/0001.png'"):
+        m.process({}, [bad])
 
 
 def test_errors_say_what_to_do():

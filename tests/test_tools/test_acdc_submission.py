@@ -121,7 +121,7 @@ def test_one_train_id_png_per_image_and_the_zip(acdc, tiny_run, tmp_path):
     # A second run into the same folder, one condition: files replaced, the other condition's gone from both.
     before = {name: (pred_dir / name).stat().st_mtime_ns for name in acdc["reference"]}
     result = make_submission(acdc["config"], acdc["checkpoint"], tmp_path / "out", data_root=acdc["root"],
-                             conditions=["fog"])
+                             conditions=["fog"], force=True)
     fog = sorted(p.name for p in acdc["images"]["fog"])
     assert result.removed_stale == 2
     assert sorted(p.name for p in (tmp_path / "out").rglob("*") if p.is_file()) == sorted(

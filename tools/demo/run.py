@@ -94,7 +94,9 @@ def train_and_test(variant: Variant, args: argparse.Namespace, work_dir: Path) -
         options += [f"train_cfg.max_iters={args.iters}", f"default_hooks.checkpoint.interval={args.iters}",
                     f"param_scheduler.0.end={args.iters}", f"param_scheduler.1.end={args.iters}"]
     python = sys.executable
-    run([python, "tools/train.py", variant.config, "--work-dir", str(work_dir), "--cfg-options", *options],
+    # Each demo run starts its variants anew: --overwrite replaces the checkpoints of an earlier demo run.
+    run([python, "tools/train.py", variant.config, "--work-dir", str(work_dir), "--overwrite", "--cfg-options",
+         *options],
         work_dir / "train.out")
     checkpoint = (work_dir / "last_checkpoint").read_text().strip()
     run(["bash", "tools/test.sh", variant.config, checkpoint, "1", "--work-dir", str(work_dir),

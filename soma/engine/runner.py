@@ -1,0 +1,48 @@
+"""mmengine's Runner with strict ``load_from``/``--resume`` loading (see :mod:`soma.utils.strict_loading`)."""
+from __future__ import annotations
+
+from typing import Any
+
+from mmengine.config import Config
+from mmengine.model import is_model_wrapper
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
+
+from soma.utils.strict_loading import check_checkpoint_fits
+
+__all__ = ["SoMARunner", "build_runner"]
+
+
+@RUNNERS.register_module()
+class SoMARunner(Runner):
+    """A ``Runner`` that refuses a ``load_from``/``--resume`` checkpoint that does not fit the model.
+
+    mmengine loads these with ``strict=False`` and only logs what was skipped, so a checkpoint of another
+    architecture, rank or class count would be evaluated or trained on as a partly random model. Here any
+    missing, unexpected or wrongly shaped tensor is refused with the likely cause named (another rank, class
+    count, backbone; an adapter-only or merged file; on ``--resume``, the model settings changed since the
+    checkpoint). The config key ``strict_loading = False`` (the tools' ``--non-strict``) loads what fits and
+    logs the rest. tools/train.py and tools/test.py build this runner unless the config sets ``runner_type``.
+    """
+
+    def load_checkpoint(self, filename: str, map_location: Any = "cpu", strict: bool = False,
+                        revise_keys: list = [(r"^module.", "")]) -> dict:  # noqa: B006 (mmengine's signature)
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        self.call_hook("after_load_checkpoint", checkpoint=checkpoint)  # e.g. EMA weights swapped in, as mmengine
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        model_config = self.cfg.get("model") or {}
+        model_config = model_config.get("module", model_config)  # the model inside a TTA wrapper
+        check_checkpoint_fits(model, checkpoint, filename, strict=self.cfg.get("strict_loading", True),
+                              model_config=model_config, resuming=self._resume)
+        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict=False, revise_keys=revise_keys)
+        self._has_loaded = True
+        self.logger.info(f"Load checkpoint from {filename}")
+        return checkpoint
+
+
+def build_runner(cfg: Config) -> Runner:
+    """The config's ``runner_type`` if it names one (as in mmseg's tools), else :class:`SoMARunner`."""
+    if "runner_type" in cfg:
+        return RUNNERS.build(cfg)
+    return SoMARunner.from_cfg(cfg)
