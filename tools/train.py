@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import glob
 import logging
 import re
 from pathlib import Path
@@ -31,8 +32,15 @@ def main() -> None:
     args = parse_args()
     cfg = load_run_config(args)
     cfg.resume = args.resume
-    if args.resume and not cfg.get("load_from"):
-        cfg.load_from = latest_checkpoint(cfg.work_dir)
+    if args.resume and "load_from" not in (args.cfg_options or {}):
+        # Continue this run; a config's own `load_from` (a second stage's starting point) only starts a fresh run.
+        latest = latest_checkpoint(cfg.work_dir)
+        if latest is not None:
+            cfg.load_from = latest
+        elif cfg.get("load_from"):
+            cfg.resume = False
+    if cfg.get("load_from") and not cfg.resume:
+        cfg.load_from = resolve_load_from(cfg.load_from)
     runner = Runner.from_cfg(cfg)
     runner.register_hook(dict(type="RandomStateHook"))  # resumed runs continue the same random stream
     try:
@@ -58,6 +66,28 @@ def latest_checkpoint(work_dir: str) -> str | None:
     print_log(f"{pointer} {'names the missing ' + repr(named) if named else 'is missing or empty'}; resuming from "
               f"{latest}, the latest checkpoint in {work}.", logger="current", level=logging.WARNING)
     return latest
+
+
+def resolve_load_from(load_from: str) -> str:
+    """``load_from`` itself, or the one file its glob pattern matches (e.g. a first stage's
+    ``best_mean_mIoU_iter_*.pth``, whose iteration is not known in advance).
+
+    Raises:
+        FileNotFoundError: the pattern matches no file.
+        ValueError: the pattern matches several files.
+    """
+    if not glob.has_magic(load_from):
+        return load_from
+    found = sorted(glob.glob(load_from))
+    if not found:
+        raise FileNotFoundError(
+            f"`load_from` = '{load_from}' matches no file. This config starts from the checkpoint of another run "
+            "(see the config's header): train that run first, or pass --cfg-options load_from=PATH.")
+    if len(found) > 1:
+        raise ValueError(f"`load_from` = '{load_from}' matches {len(found)} files ({found}); pick one with "
+                         "--cfg-options load_from=PATH.")
+    print_log(f"load_from: {found[0]} (the one match of '{load_from}')", logger="current")
+    return found[0]
 
 
 def out_of_memory_message(cfg: Config, error: Exception) -> str:
