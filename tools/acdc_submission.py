@@ -6,7 +6,7 @@
 ACDC's test labels are private: test scores come only from the server (https://acdc.vision.ee.ethz.ch/submit,
 behind a login), which evaluates "all adverse conditions" (the 2,000 test images of the four conditions) or one
 condition. This tool predicts every image of ``ROOT/rgb_anon/<cond>/test/<seq>/*_rgb_anon.png`` at the config's ACDC
-test resolution (its ``DGACDCDataset`` pipeline: Resize to 960x540 or 1920x1080, slide inference) and writes, for
+test resolution (its ``DGACDCDataset`` pipeline: Resize to 1920x1080, slide inference) and writes, for
 each image ``NAME_rgb_anon.png``:
 
 * ``DIR/labelTrainIds/NAME_rgb_anon.png``: an 8-bit single-channel PNG of the input's size (1920x1080) holding the

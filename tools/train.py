@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import logging
 import re
 from pathlib import Path
@@ -19,7 +20,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 
 from soma.engine import build_runner
-from soma.utils import add_runner_arguments, claim_work_dir, exit_on_user_error, load_run_config
+from soma.utils import ConfigError, add_runner_arguments, claim_work_dir, exit_on_user_error, load_run_config
 from soma.utils.work_dir import is_main_launch_process
 
 
@@ -43,8 +44,16 @@ def main() -> None:
         if is_main_launch_process() else contextlib.nullcontext()
     with claim:
         cfg.resume = args.resume
-        if args.resume and not cfg.get("load_from"):
-            cfg.load_from = latest_checkpoint(cfg.work_dir)
+        if args.resume and "load_from" not in (args.cfg_options or {}):
+            # Continue this run; a config's own `load_from` (a second stage's starting point) only starts a fresh
+            # run.
+            latest = latest_checkpoint(cfg.work_dir)
+            if latest is not None:
+                cfg.load_from = latest
+            elif cfg.get("load_from"):
+                cfg.resume = False
+        if cfg.get("load_from") and not cfg.resume:
+            cfg.load_from = resolve_load_from(cfg.load_from)
         runner = build_runner(cfg)  # strict load_from/--resume loading
         runner.register_hook(dict(type="RandomStateHook"))  # resumed runs continue the same random stream
         runner.register_hook(dict(type="LabelSizeCheckHook"))
@@ -71,6 +80,27 @@ def latest_checkpoint(work_dir: str) -> str | None:
     print_log(f"{pointer} {'names the missing ' + repr(named) if named else 'is missing or empty'}; resuming from "
               f"{latest}, the latest checkpoint in {work}.", logger="current", level=logging.WARNING)
     return latest
+
+
+def resolve_load_from(load_from: str) -> str:
+    """``load_from`` itself, or the one file its glob pattern matches (e.g. a first stage's
+    ``best_mean_mIoU_iter_*.pth``, whose iteration is not known in advance).
+
+    Raises:
+        ConfigError: the pattern matches no file, or several.
+    """
+    if not glob.has_magic(load_from):
+        return load_from
+    found = sorted(glob.glob(load_from))
+    if not found:
+        raise ConfigError(
+            f"`load_from` = '{load_from}' matches no file. This config starts from the checkpoint of another run "
+            "(see the config's header): train that run first, or pass --cfg-options load_from=PATH.")
+    if len(found) > 1:
+        raise ConfigError(f"`load_from` = '{load_from}' matches {len(found)} files ({found}); pick one with "
+                         "--cfg-options load_from=PATH.")
+    print_log(f"load_from: {found[0]} (the one match of '{load_from}')", logger="current")
+    return found[0]
 
 
 def out_of_memory_message(cfg: Config, error: Exception) -> str:

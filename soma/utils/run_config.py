@@ -22,7 +22,7 @@ from mmengine.logging import print_log
 from .config_check import check_config_types, check_legacy_keys, check_num_classes, load_config, warn_patch_padding
 from .distributed import use_cpu_distributed
 
-AMP_DTYPES = ("auto", "bfloat16", "float16")
+AMP_DTYPES = ("auto", "bfloat16", "float16", "float32")  # float32: no AMP (the plain OptimWrapper)
 # Options only mmengine's AmpOptimWrapper takes; the plain OptimWrapper would reject them.
 _AMP_ONLY_KEYS = ("dtype", "loss_scale", "use_fsdp")
 
@@ -94,6 +94,8 @@ def resolve_amp(optim_wrapper: dict, device: str | None = None) -> ConfigDict:
 
     * without CUDA: the plain ``OptimWrapper`` (float32) and a logged warning — mmengine's AMP wrapper
       asserts a GPU, and CPU runs (tests, the demo) must still work from the same configs;
+    * ``dtype="float32"``: the plain ``OptimWrapper`` (e.g. ``--cfg-options optim_wrapper.dtype=float32`` trains a
+      benchmark config in float32, as the released SoMA code did);
     * ``dtype="auto"`` (or unset): ``"bfloat16"`` where :func:`bf16_supported`, else ``"float16"`` with the
       config's ``loss_scale`` (``"dynamic"`` by default — fp16 gradients underflow without it). bf16 has
       float32's range, so its loss scaling is only a harmless extra check for inf/NaN;
@@ -118,9 +120,10 @@ def resolve_amp(optim_wrapper: dict, device: str | None = None) -> ConfigDict:
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cuda", "cpu"):
         raise ValueError(f"`device` must be 'cuda' or 'cpu', got {device!r}.")
-    if device == "cpu":
-        print_log("AMP (AmpOptimWrapper) needs a GPU and this run is on the CPU: training in float32 with the "
-                  "plain OptimWrapper instead.", logger="current", level=logging.WARNING)
+    if device == "cpu" or dtype == "float32":
+        if dtype != "float32":
+            print_log("AMP (AmpOptimWrapper) needs a GPU and this run is on the CPU: training in float32 with the "
+                      "plain OptimWrapper instead.", logger="current", level=logging.WARNING)
         for key in _AMP_ONLY_KEYS:
             optim_wrapper.pop(key, None)
         optim_wrapper.type = "OptimWrapper"

@@ -47,7 +47,7 @@ def test_amp_wrapper_builds_on_gpu_with_the_supported_dtype(bf16, dtype, fake_gp
     assert resolved.dtype == str(dtype).removeprefix("torch.") and resolved.loss_scale == "dynamic"
     wrapper = build_optim_wrapper(model, resolved)
     assert isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype == dtype
-    assert wrapper.clip_grad_kwargs == dict(max_norm=0.01, norm_type=2)
+    assert not wrapper.clip_grad_kwargs  # no gradient clipping, as released
 
 
 def test_bf16_routes_mmcv_ops_without_bf16_kernels_through_float32(fake_gpu):
@@ -91,7 +91,7 @@ def test_cpu_falls_back_to_the_plain_wrapper_with_a_warning(monkeypatch, tiny_se
     assert resolved.type == "OptimWrapper" and not {"dtype", "loss_scale"} & set(resolved)
     assert any(level == logging.WARNING and "float32" in msg and "OptimWrapper" in msg for level, msg in logged)
     wrapper = build_optim_wrapper(MODELS.build(tiny_segmentor_config()), resolved)
-    assert type(wrapper) is OptimWrapper and wrapper.clip_grad_kwargs == dict(max_norm=0.01, norm_type=2)
+    assert type(wrapper) is OptimWrapper and not wrapper.clip_grad_kwargs
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback of the runner tools")
@@ -110,3 +110,12 @@ def test_bad_amp_options_are_rejected():
         resolve_amp(dict(amp, dtype="float8"))
     with pytest.raises(ValueError, match="`device` must be 'cuda' or 'cpu'"):
         resolve_amp(amp, device="tpu")
+
+
+def test_float32_dtype_trains_without_amp_on_gpu(fake_gpu, tiny_segmentor_config):
+    """`optim_wrapper.dtype=float32` trains a benchmark config in float32, as the released code did."""
+    fake_gpu(True)
+    schedule = Config.fromfile(str(SCHEDULE)).optim_wrapper
+    resolved = resolve_amp(dict(schedule, dtype="float32"), device="cuda")
+    assert resolved.type == "OptimWrapper" and not {"dtype", "loss_scale"} & set(resolved)
+    assert type(build_optim_wrapper(MODELS.build(tiny_segmentor_config()), resolved)) is OptimWrapper

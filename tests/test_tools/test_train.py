@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,13 +195,13 @@ def test_extract_then_merge_adapter_reproduces_predictions(tmp_path):
         merge_adapter(str(config), str(tmp_path / "adapter.pth"), str(tmp_path / "never.pth"))
 
 
-def test_ema_option_keeps_an_averaged_copy(tmp_path):
-    """The EMA config's hook (from iteration 1 here) trains and saves the averaged weights with the checkpoint."""
+def test_ema_keeps_an_averaged_copy(tmp_path):
+    """The G->CBM config's EMA hook (from iteration 1 here) trains and saves the averaged weights with the checkpoint."""
     import torch
     from mmengine.config import Config
 
     make_cityscapes_like(tmp_path / "data")
-    ema_hooks = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_gta2cbm-512_ema.py")).custom_hooks
+    ema_hooks = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_gta2cbm-512.py")).custom_hooks
     next(hook for hook in ema_hooks if hook.type == "EMAHook").begin_iter = 1
     config = tmp_path / "tiny_ema.py"
     config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data") + f"custom_hooks = {ema_hooks!r}\n")
@@ -210,3 +211,83 @@ def test_ema_option_keeps_an_averaged_copy(tmp_path):
     ema = checkpoint["ema_state_dict"]
     adapter = next(k for k in checkpoint["state_dict"] if k.endswith("lora_B"))
     assert not torch.equal(ema[f"module.{adapter}"], checkpoint["state_dict"][adapter])  # averaged, not a copy
+
+
+DOMAIN_CONFIG = """
+_base_ = ["{repo}/configs/_base_/default_runtime.py", "{repo}/configs/demo/mask2former_dinov2-tiny_soma.py",
+          "{repo}/configs/_base_/schedules/soma_40k.py"]
+meta_keys = ("img_path", "seg_map_path", "ori_shape", "img_shape", "pad_shape", "scale_factor", "flip",
+             "flip_direction", "reduce_zero_label", "domain")
+dataset = dict(type="DGCityscapesDataset", data_root="{data}", data_prefix=dict(img_path="leftImg8bit/train",
+               seg_map_path="gtFine/train"), pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"),
+               dict(type="PackSegInputs", meta_keys=meta_keys)])
+train_dataloader = dict(batch_size=2, num_workers=0, sampler=dict(type="InfiniteSampler", shuffle=True),
+                        dataset=dataset)
+val_dataloader = dict(batch_size=1, num_workers=0, sampler=dict(type="DefaultSampler", shuffle=False),
+                      dataset=dict(dataset, data_prefix=dict(img_path="leftImg8bit/val", seg_map_path="gtFine/val")))
+val_evaluator = dict(type="DomainIoUMetric")
+test_dataloader = val_dataloader
+test_evaluator = val_evaluator
+train_cfg = dict(max_iters=2, val_interval=2)
+param_scheduler = [dict(type="PolyLR", power=0.9, begin=0, end=2, by_epoch=False)]
+default_hooks = dict(logger=dict(interval=1), checkpoint={checkpoint!r}, visualization=dict(draw=False))
+custom_hooks = {hooks!r}
+"""
+
+
+@pytest.mark.slow
+def test_release_protocol_keeps_the_best_and_the_second_stage_starts_from_it(tmp_path):
+    """Stage 1 as the GSU-1024 config (EMA, save_best on mean/mIoU); stage 2 loads the best through its pattern."""
+    import torch
+    from mmengine.config import Config
+
+    make_cityscapes_like(tmp_path / "data")
+    stage1_cfg = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_gsu2cbm-1024.py"))
+    stage2_cfg = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_gsuc16-2cbm-1024.py"))
+    hooks = [dict(h) for h in stage1_cfg.custom_hooks]
+    next(h for h in hooks if h["type"] == "EMAHook")["begin_iter"] = 1
+    stage1 = tmp_path / "stage1.py"
+    stage1.write_text(DOMAIN_CONFIG.format(repo=REPO, data=tmp_path / "data", hooks=hooks,
+                                           checkpoint=dict(stage1_cfg.default_hooks.checkpoint, interval=2)))
+    result = run_train(stage1, tmp_path / "stage1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (best,) = (tmp_path / "stage1").glob("best_*.pth")
+    assert best.name == "best_mean_mIoU_iter_2.pth"
+    pattern = str(tmp_path / "stage1" / Path(stage2_cfg.load_from).name)
+
+    # Stage 2 at lr 0: its weights stay those of stage 1's best (the averaged ones, as EMA saved them).
+    stage2 = tmp_path / "stage2.py"
+    stage2.write_text(DOMAIN_CONFIG.format(repo=REPO, data=tmp_path / "data",
+                                           hooks=[dict(h) for h in stage2_cfg.custom_hooks],
+                                           checkpoint=dict(stage2_cfg.default_hooks.checkpoint, interval=2))
+                      + f"load_from = {pattern!r}\noptim_wrapper = dict(optimizer=dict(lr=0.0))\n")
+    result = run_train(stage2, tmp_path / "stage2", "--resume")  # nothing to resume yet: a fresh start from stage 1
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"load_from: {best}" in result.stdout + result.stderr
+    start = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    after = torch.load(tmp_path / "stage2" / "iter_2.pth", map_location="cpu", weights_only=False)["state_dict"]
+    adapter = next(k for k in start if k.endswith("lora_B"))
+    torch.testing.assert_close(after[adapter], start[adapter], atol=1e-6, rtol=0)
+
+    result = run_train(stage2, tmp_path / "stage2", "--resume", "--cfg-options", "train_cfg.max_iters=4")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "resumed" in log.lower() and "Iter(train) [4/4]" in log  # stage 2's own run, not stage 1's 40k
+
+    (tmp_path / "stage1" / "best_mean_mIoU_iter_4.pth").write_bytes(best.read_bytes())
+    result = run_train(stage2, tmp_path / "stage2b")
+    assert result.returncode != 0 and "matches 2 files" in result.stderr
+
+
+def test_load_from_pattern_resolves_to_its_one_match(tmp_path):
+    from tools.train import resolve_load_from
+
+    assert resolve_load_from("work_dirs/x/iter_40000.pth") == "work_dirs/x/iter_40000.pth"  # not a pattern
+    pattern = str(tmp_path / "best_mean_mIoU_iter_*.pth")
+    with pytest.raises(FileNotFoundError, match="matches no file.*train that run first"):
+        resolve_load_from(pattern)
+    (tmp_path / "best_mean_mIoU_iter_8000.pth").touch()
+    assert resolve_load_from(pattern) == str(tmp_path / "best_mean_mIoU_iter_8000.pth")
+    (tmp_path / "best_mean_mIoU_iter_12000.pth").touch()
+    with pytest.raises(ValueError, match="matches 2 files"):
+        resolve_load_from(pattern)

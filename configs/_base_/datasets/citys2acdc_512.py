@@ -1,13 +1,5 @@
-# Cityscapes -> ACDC (val, per condition and all).
-_base_ = ["./dg_512.py"]
+# Cityscapes -> ACDC (val), 512 crops on the scales of the 1024 setting, as released: training shortest edge
+# 0.5-2.0 x 1024 (long side <= 4096) then a 512 crop; validation at 1920x1080.
+_base_ = ["./citys2acdc_1024.py"]
 
-train_dataloader = dict(dataset={{_base_.citys_train_acdc}})
-val_dataloader = dict(dataset=dict(type="ConcatDataset", datasets=[
-    {{_base_.acdc_val_fog}},
-    {{_base_.acdc_val_night}},
-    {{_base_.acdc_val_rain}},
-    {{_base_.acdc_val_snow}}]))
-test_dataloader = val_dataloader
-# ACDC by condition (acdc-fog/mIoU, ...) and over all four conditions' pixels (acdc/mIoU).
-val_evaluator = dict(groups=dict(acdc=["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"]))
-test_evaluator = val_evaluator
+train_dataloader = dict(dataset=dict(pipeline={{_base_.acdc_train_pipeline_crop512}}))

@@ -1,7 +1,8 @@
-# Pipelines of the published 512 setting (DESIGN §3), merged into the datasets of dg_datasets.py.
+# Pipelines of the published 512 setting, merged into the datasets of dg_datasets.py.
 # Training: shortest edge resized to a random choice of 0.5-2.0 x 512 (long side <= 2048), random 512 crop with
 # cat_max_ratio 0.75, flip, photometric distortion. Testing keeps the aspect ratio at each dataset's test
-# resolution (Cityscapes 2048x1024, BDD 1280x720, Mapillary 2048x1024, ACDC 960x540), then slide inference.
+# resolution (Cityscapes 2048x1024, BDD 1280x720, Mapillary 2048x1024), then slide inference.
+# Cityscapes -> ACDC, also at 512 crops, uses the scales of the 1024 setting (dg_1024.py), as released.
 _base_ = ["./dg_datasets.py"]
 
 train_crop = (512, 512)  # not `crop_size`: the model config owns that name
@@ -17,11 +18,6 @@ train_pipeline = [
     dict(type="RandomFlip", prob=0.5),
     dict(type="PhotoMetricDistortion"),
     dict(type="PackSegInputs", meta_keys=domain_meta_keys),
-]
-# Cityscapes -> ACDC trains at ACDC's scale: shortest edge 0.5-2.0 x 540.
-acdc_train_pipeline = [
-    dict(step, scales=[int(540 * x * 0.1) for x in range(5, 21)]) if step["type"] == "RandomChoiceResize" else step
-    for step in train_pipeline
 ]
 
 
@@ -39,15 +35,9 @@ synthia_train = dict(pipeline=train_pipeline)
 urbansyn_train = dict(pipeline=train_pipeline)
 citys_train = dict(pipeline=train_pipeline)
 citys_train_1of16 = dict(pipeline=train_pipeline)
-citys_train_acdc = dict(pipeline=acdc_train_pipeline)
 citys_val = dict(pipeline=test_pipeline_at((2048, 1024)))
 bdd_val = dict(pipeline=test_pipeline_at((1280, 720)))
 map_val = dict(pipeline=test_pipeline_at((2048, 1024)))
-acdc_test_pipeline = test_pipeline_at((960, 540))
-acdc_val_fog = dict(pipeline=acdc_test_pipeline)
-acdc_val_night = dict(pipeline=acdc_test_pipeline)
-acdc_val_rain = dict(pipeline=acdc_test_pipeline)
-acdc_val_snow = dict(pipeline=acdc_test_pipeline)
 
 # Test-time augmentation (tools/test.sh --tta): scales 0.5-1.75 of the original image, each with and without flip.
 tta_pipeline = [

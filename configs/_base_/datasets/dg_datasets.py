@@ -1,4 +1,4 @@
-# The datasets of domain-generalised segmentation (DESIGN §3), as laid out under data/ after
+# The datasets of domain-generalised segmentation, as laid out under data/ after
 # tools/convert_datasets/. Pipelines are added by dg_512.py / dg_1024.py (merged into these dicts), and the
 # benchmark files (e.g. gta2cbm_512.py) pick sources and targets. Each dataset names its domain, which keys the
 # results (citys/mIoU, bdd/mIoU, map/mIoU, acdc-fog/mIoU, ...).
@@ -7,9 +7,10 @@ synthia_train = dict(type="DGSynthiaDataset", data_root="data/synthia")
 urbansyn_train = dict(type="DGUrbanSynDataset", data_root="data/urbansyn")
 citys_train = dict(type="DGCityscapesDataset", data_root="data/cityscapes",
                    data_prefix=dict(img_path="leftImg8bit/train", seg_map_path="gtFine/train"))
-# Cityscapes 1/16 (186 of 2,975 images, a fixed random subset) for the GSU + Cityscapes 1/16 benchmark.
+# Cityscapes 1/16 (186 of 2,975 images) for the GSU + Cityscapes 1/16 benchmark: a fixed random subset (seed 0).
+# The released recipe read a list file (train_1_16_v1.txt) that was not published, so the images differ.
 citys_train_1of16 = dict(citys_train, subset_ratio=1 / 16, subset_seed=0)
-citys_train_acdc = dict(citys_train)  # Cityscapes -> ACDC trains at ACDC's scale (see dg_512.py)
+citys_train_acdc = dict(citys_train)  # Cityscapes -> ACDC has its own scales (see dg_1024.py)
 citys_val = dict(type="DGCityscapesDataset", data_root="data/cityscapes", test_mode=True,
                  data_prefix=dict(img_path="leftImg8bit/val", seg_map_path="gtFine/val"))
 bdd_val = dict(type="DGBDD100KDataset", data_root="data/bdd100k", test_mode=True)

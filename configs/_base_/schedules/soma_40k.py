@@ -1,4 +1,5 @@
-# Training recipe of SoMA (DESIGN §1.3): AdamW, backbone lr x0.5, PolyLR and cosine-annealed weight decay.
+# Training recipe of SoMA as released: AdamW, backbone lr x0.5, PolyLR, cosine-annealed weight decay, no gradient
+# clipping, 40k iterations, validation and checkpoints every 4k.
 max_iters = 40000
 optim_wrapper = dict(
     # Mixed precision on GPU: bf16 where the GPU has it, else fp16 with dynamic loss scaling; float32 with the plain
@@ -8,7 +9,6 @@ optim_wrapper = dict(
     dtype="auto",
     loss_scale="dynamic",
     optimizer=dict(type="AdamW", lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05, eps=1e-8),
-    clip_grad=dict(max_norm=0.01, norm_type=2),
     paramwise_cfg=dict(
         custom_keys={
             "backbone": dict(lr_mult=0.5),
@@ -19,11 +19,12 @@ optim_wrapper = dict(
         norm_decay_mult=0.0,
     ),
 )
+# Weight decay annealed by a cosine to 1e-5 (absolute, as released: groups that start without decay rise to 1e-5).
+weight_decay_schedule = dict(type="CosineAnnealingParamScheduler", param_name="weight_decay", eta_min=1e-5,
+                             begin=0, end=max_iters, by_epoch=False)
 param_scheduler = [
     dict(type="PolyLR", eta_min=0, power=0.9, begin=0, end=max_iters, by_epoch=False),
-    # Annealed weight decay: 0.05 → 1e-5 (ratio 2e-4, so groups without decay stay at 0).
-    dict(type="CosineAnnealingParamScheduler", param_name="weight_decay", eta_min_ratio=2e-4,
-         begin=0, end=max_iters, by_epoch=False),
+    weight_decay_schedule,
 ]
 train_cfg = dict(type="IterBasedTrainLoop", max_iters=max_iters, val_interval=4000)
 val_cfg = dict(type="ValLoop")

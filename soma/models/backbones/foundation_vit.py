@@ -30,6 +30,10 @@ from soma.peft import SoMAConfig, SoMALinear, apply_soma, initialize_soma, train
 from ...utils.checkpoint import load_weights
 
 
+# Layer-scale parameters in timm's ViT blocks: LayerScale modules' ``gamma`` (ViT/DINOv2), ``gamma_1``/``gamma_2`` (Eva).
+LAYER_SCALE_NAMES = ("gamma", "gamma_1", "gamma_2")
+
+
 def resize_pyramid(features: Sequence[torch.Tensor], scales: Sequence[float]) -> list[torch.Tensor]:
     """Parameter-free multi-scale maps from same-stride ViT maps: bilinear resize of map i by ``scales[i]``."""
     if len(features) != len(scales):
@@ -62,6 +66,9 @@ class FoundationViT(BaseModule):
         final_norm: apply the final LayerNorm to the outputs.
         frozen: without ``peft``: ``True`` freezes the backbone (frozen baseline), ``False`` trains it all
             (full fine-tuning). Must stay ``None``/``True`` with ``peft``.
+        freeze_norms_and_embeddings: with ``frozen=False``, keep the patch and position embeddings, the
+            cls/register tokens, every normalisation layer and every layer scale frozen; the other block weights
+            (attention and MLP Linears) train. This is the released full fine-tuning baseline.
         peft: ``dict(type="SoMA", r=16, start_block=8, init="minor"|"principal"|"lora"|"released", ...)``: the
             :class:`soma.peft.SoMAConfig` fields. ``target_modules`` defaults to the family's.
         drop_path_rate: stochastic depth of the adapted/trained blocks.
@@ -86,6 +93,7 @@ class FoundationViT(BaseModule):
         out_scales: Sequence[float] | None = (4.0, 2.0, 1.0, 0.5),
         final_norm: bool = False,
         frozen: bool | None = None,
+        freeze_norms_and_embeddings: bool = False,
         peft: dict | None = None,
         drop_path_rate: float = 0.0,
         with_cp: bool = False,
@@ -98,6 +106,9 @@ class FoundationViT(BaseModule):
             raise ValueError(f"`arch` must be one of {sorted(self.arch_zoo)} for {type(self).__name__}, got {arch!r}.")
         if peft is not None and frozen is False:
             raise ValueError("`frozen=False` (full fine-tuning) cannot be combined with `peft`; drop one of them.")
+        if freeze_norms_and_embeddings and (frozen is not False or peft is not None):
+            raise ValueError("`freeze_norms_and_embeddings=True` is an option of full fine-tuning: set `frozen=False` "
+                             "and no `peft`.")
         model_name, arch_kwargs, default_indices = self.arch_zoo[arch]
         self.arch = arch
         self.vit = self._build_timm_model(
@@ -137,6 +148,8 @@ class FoundationViT(BaseModule):
             apply_soma(self.vit, self.peft_config, initialize=False)
         else:
             self.vit.requires_grad_(not (frozen is None or frozen))
+            if freeze_norms_and_embeddings:
+                self._freeze_norms_and_embeddings()
 
     # ------------------------------------------------------------------ building and loading
     def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -243,6 +256,18 @@ class FoundationViT(BaseModule):
         return key.split(".")[0] in ("norm", "fc_norm", "head", "head_drop", "mask_token", "lm_head")
 
     # ------------------------------------------------------------------ freezing
+    def _freeze_norms_and_embeddings(self) -> None:
+        """Freeze all but the blocks (embeddings, tokens) and, in the blocks, normalisation layers and layer scales."""
+        for name, param in self.vit.named_parameters():
+            if not name.startswith("blocks."):
+                param.requires_grad_(False)
+        for module in self.vit.blocks.modules():
+            if isinstance(module, (nn.LayerNorm, nn.GroupNorm)) or type(module).__name__.endswith("Norm"):
+                module.requires_grad_(False)
+        for name, param in self.vit.blocks.named_parameters():
+            if name.rpartition(".")[2] in LAYER_SCALE_NAMES:
+                param.requires_grad_(False)
+
     def _find_first_trained_block(self) -> int:
         """Index of the first block with a trainable parameter (found by structure, not by name).
 
