@@ -26,7 +26,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("config", help="config file")
     parser.add_argument("checkpoint", help="checkpoint written by tools/train.py (or merged by the adapter tools)")
     parser.add_argument("--tta", action="store_true", help="test-time augmentation of the config (`tta_model`)")
-    parser.add_argument("--show-dir", help="save drawn predictions (ground truth | prediction) as PNGs under this folder")
+    parser.add_argument("--show-dir",
+                        help="save drawn predictions (ground truth | prediction) as PNGs under this folder")
     add_runner_arguments(parser, "where logs and the metrics JSON go")
     return parser.parse_args()
 

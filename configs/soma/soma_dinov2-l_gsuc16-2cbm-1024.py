@@ -1,4 +1,5 @@
-# SoMA (DINOv2-L, r=16 on blocks 8-23): GTA5 + SYNTHIA + UrbanSyn + Cityscapes 1/16 -> Cityscapes / BDD100K / Mapillary, 1024 crops.
+# SoMA (DINOv2-L, r=16 on blocks 8-23): GTA5 + SYNTHIA + UrbanSyn + Cityscapes 1/16 -> Cityscapes / BDD100K /
+# Mapillary, 1024 crops.
 # Published: mean mIoU 75.50 over C/B/M.
 # Two stages, as released (docs/reproduction.md). Stage 1 is soma_dinov2-l_gsu2cbm-1024.py; this config is stage 2:
 # it starts from stage 1's selected checkpoint (`load_from`, the file in stage 1's default work dir; train stage 1

@@ -106,7 +106,8 @@ class SoMAConfig:
             raise ValueError(f"`end_block` must be None or an int > `start_block` ({self.start_block}), "
                              f"got {self.end_block!r}.")
         if _check_regex("block_pattern", self.block_pattern).groups < 1:
-            raise ValueError(f"`block_pattern` needs a capturing group for the block index, got {self.block_pattern!r}.")
+            raise ValueError("`block_pattern` needs a capturing group for the block index, "
+                             f"got {self.block_pattern!r}.")
         if not isinstance(self.rank_pattern, dict):
             raise ValueError(f"`rank_pattern` must be a dict of regex -> rank, got {self.rank_pattern!r}.")
         self.rank_pattern = dict(self.rank_pattern)

@@ -86,7 +86,8 @@ def test_float32_for_bf16_casts_in_and_back():
 
 def test_cpu_falls_back_to_the_plain_wrapper_with_a_warning(monkeypatch, tiny_segmentor_config):
     logged = []
-    monkeypatch.setattr(run_config, "print_log", lambda msg, logger=None, level=logging.INFO: logged.append((level, msg)))
+    monkeypatch.setattr(run_config, "print_log",
+                        lambda msg, logger=None, level=logging.INFO: logged.append((level, msg)))
     resolved = resolve_amp(Config.fromfile(str(SCHEDULE)).optim_wrapper, device="cpu")
     assert resolved.type == "OptimWrapper" and not {"dtype", "loss_scale"} & set(resolved)
     assert any(level == logging.WARNING and "float32" in msg and "OptimWrapper" in msg for level, msg in logged)

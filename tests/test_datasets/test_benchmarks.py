@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from soma.datasets import (DGACDCDataset, DGBDD100KDataset, DGCityscapesDataset, DGGTA5Dataset, DGMapillaryDataset,
-                           DGSynthiaDataset, DGUrbanSynDataset)
+from soma.datasets import (
+    DGACDCDataset,
+    DGBDD100KDataset,
+    DGCityscapesDataset,
+    DGGTA5Dataset,
+    DGMapillaryDataset,
+    DGSynthiaDataset,
+    DGUrbanSynDataset,
+)
 
 PIPELINE = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations")]
 

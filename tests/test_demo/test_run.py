@@ -4,8 +4,11 @@ from __future__ import annotations
 import json
 
 import cv2
+import pytest
 
 from tools.demo import run
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the tools: the slow tier
 
 
 def test_short_demo_end_to_end(tmp_path, capsys):

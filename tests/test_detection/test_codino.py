@@ -25,8 +25,9 @@ def tiny_cfg(tmp_path):
 
 
 def build(model_cfg):
-    import soma  # noqa: F401  (registers CoDINO)
     from mmdet.registry import MODELS
+
+    import soma  # noqa: F401  (registers CoDINO)
 
     torch.manual_seed(0)
     model = MODELS.build(copy.deepcopy(model_cfg))

@@ -19,8 +19,9 @@ DOMAINS = ["daytime_clear", "daytime_foggy", "dusk_rainy", "night_rainy", "night
 @pytest.mark.parametrize("path, backbone", [(CODINO, None), (CODINO_EVA02, None), (CODINO, "DINOv3")],
                          ids=["dinov2", "eva02", "dinov3"])
 def test_builds_at_full_size(path, backbone, mmdet_scope):
-    import soma  # noqa: F401
     from mmdet.registry import MODELS
+
+    import soma  # noqa: F401
 
     cfg = Config.fromfile(str(path))
     if backbone:

@@ -24,7 +24,6 @@ LOGGED = ("loss_rpn_cls", "roi.loss_cls", "roi.loss_bbox", "atss.loss_cls", "ats
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # two CPU runs of a 3-head detector; the shared 600 s is too short on a loaded machine
 def test_train_then_test_sh_reports_per_domain_map(tmp_path):
     make_dwd_like(tmp_path / "dwd")
     config = tmp_path / "tiny_codino_dwd.py"

@@ -55,7 +55,8 @@ def test_errors(download, tmp_path):
         link_dwd(download, tmp_path / "out2")
 
 
+@pytest.mark.slow  # a subprocess run of the tool's command line
 def test_command_line_reports_layout_errors(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "tools/convert_datasets/dwd.py"), str(tmp_path / "none"),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.startswith("error: expected the downloaded DWD folders")

@@ -3,7 +3,6 @@
 Tolerance (float32): 1e-4 absolute on the loss and on every gradient — inductor fuses and reorders float
 operations. On CPU the same check runs with the aot_eager backend in tests/test_benchmark.
 """
-import pytest
 import torch
 from mmseg.registry import MODELS
 

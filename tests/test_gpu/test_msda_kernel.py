@@ -5,11 +5,19 @@ the full module in float32 1e-5 absolute on outputs of unit scale.
 """
 import pytest
 import torch
-from mmcv.ops.multi_scale_deform_attn import (MultiScaleDeformableAttention, MultiScaleDeformableAttnFunction,
-                                              multi_scale_deformable_attn_pytorch)
+from mmcv.ops.multi_scale_deform_attn import (
+    MultiScaleDeformableAttention,
+    MultiScaleDeformableAttnFunction,
+    multi_scale_deformable_attn_pytorch,
+)
 
-from soma.utils.mmcv_ops import (mmcv_has_cuda_ops, msda_example_inputs, msda_kernel_error, msda_uses_pytorch,
-                                 use_pytorch_msdeformattn)
+from soma.utils.mmcv_ops import (
+    mmcv_has_cuda_ops,
+    msda_example_inputs,
+    msda_kernel_error,
+    msda_uses_pytorch,
+    use_pytorch_msdeformattn,
+)
 
 from .conftest import GPU
 

@@ -3,7 +3,7 @@ import pytest
 import timm
 import torch
 
-from soma.models import DINOv2, EVA02
+from soma.models import EVA02, DINOv2
 from soma.peft import soma_layers, trainable_parameters
 
 TIMM_TINY = {
@@ -92,7 +92,8 @@ def test_pyramid_strides():
 
 def test_wrong_checkpoint_is_refused(tmp_path):
     torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "resnet.pth")
-    backbone = DINOv2(arch="tiny", img_size=64, init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "resnet.pth")))
+    backbone = DINOv2(arch="tiny", img_size=64,
+                      init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "resnet.pth")))
     with pytest.raises(KeyError, match="lacks .* weights of DINOv2-tiny"):
         backbone.init_weights()
     with pytest.raises(ValueError, match="`arch` must be one of"):

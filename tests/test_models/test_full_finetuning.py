@@ -1,13 +1,14 @@
-"""The released full fine-tuning baseline: only the blocks' attention/MLP weights train (freeze_norms_and_embeddings)."""
+"""The released full fine-tuning baseline: only the blocks' attention/MLP weights train
+(``freeze_norms_and_embeddings``)."""
 import pytest
 import torch
 import torch.nn as nn
 
-from soma.models import DINOv2, DINOv3, EVA02
+from soma.models import EVA02, DINOv2, DINOv3
 
 # DINOv2 tiny (4 blocks): per block qkv, proj, fc1, fc2, each with weight and bias.
-DINOV2_TRAINED = {f"blocks.{i}.{layer}.{leaf}" for i in range(4) for layer in ("attn.qkv", "attn.proj", "mlp.fc1",
-                                                                               "mlp.fc2") for leaf in ("weight", "bias")}
+DINOV2_TRAINED = {f"blocks.{i}.{layer}.{leaf}" for i in range(4)
+                  for layer in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2") for leaf in ("weight", "bias")}
 
 
 def trainable(backbone: nn.Module) -> set[str]:

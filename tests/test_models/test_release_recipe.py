@@ -28,7 +28,7 @@ EMA_BEGIN = {
     "frozen_dinov2-l_gta2cbm-512.py": None, "full_dinov2-l_gta2cbm-512.py": None,
     "lora_dinov2-l_gta2cbm-512.py": 12000, "pissa_dinov2-l_gta2cbm-512.py": 12000,
     "soma_eva02-l_gta2cbm-512.py": 12000, "soma_dinov3-l_gta2cbm-512.py": 12000,
-    "soma_dinov3-l_citys2acdc-512.py": 20000,
+    "soma_dinov3-l_citys2acdc-512.py": 20000, "soma-released-init_dinov2-l_gta2cbm-512.py": 12000,
 }
 POLY = dict(type="PolyLR", eta_min=0, power=0.9, by_epoch=False)
 WEIGHT_DECAY = dict(type="CosineAnnealingParamScheduler", param_name="weight_decay", eta_min=1e-5, by_epoch=False)

@@ -2,8 +2,7 @@
 import pytest
 import torch
 
-from soma.peft import svd_components
-from soma.peft import decompose
+from soma.peft import decompose, svd_components
 
 
 def vit_like_weight(rows: int, cols: int, seed: int = 0) -> torch.Tensor:

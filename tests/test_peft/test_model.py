@@ -3,8 +3,18 @@ import pytest
 import torch
 import torch.nn as nn
 
-from soma.peft import (SoMAConfig, SoMALinear, apply_soma, load_soma_state_dict, merge_soma, soma_layers,
-                       soma_state_dict, trainable_parameters, unload_soma, unmerge_soma)
+from soma.peft import (
+    SoMAConfig,
+    SoMALinear,
+    apply_soma,
+    load_soma_state_dict,
+    merge_soma,
+    soma_layers,
+    soma_state_dict,
+    trainable_parameters,
+    unload_soma,
+    unmerge_soma,
+)
 
 
 class Attention(nn.Module):

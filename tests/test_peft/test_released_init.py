@@ -133,7 +133,8 @@ def test_released_function_is_pretrained_plus_random_minor_part():
             block.qkv.weight.add_(qkv_minor.float())
             for name in ("proj", "fc1", "fc2"):
                 getattr(block, name).weight.add_(minor_part(reference[f"blocks.{index}.{name}"], RANK).float())
-    apply_soma(model, dict(r=RANK, init="released", start_block=1, init_seed=SEED, target_modules=TOY_TARGETS), initialize=False)
+    apply_soma(model, dict(r=RANK, init="released", start_block=1, init_seed=SEED, target_modules=TOY_TARGETS),
+               initialize=False)
     initialize_soma(model)
     x = torch.randn(2, 3, 8, 8)
     with torch.no_grad():
@@ -143,7 +144,8 @@ def test_released_function_is_pretrained_plus_random_minor_part():
 
 def test_released_init_is_reproducible_and_seeded():
     def adapters(seed: int) -> list[torch.Tensor]:
-        model = apply_soma(pretrained_toy(), dict(r=RANK, init="released", init_seed=seed, target_modules=TOY_TARGETS), initialize=False)
+        model = apply_soma(pretrained_toy(), dict(r=RANK, init="released", init_seed=seed, target_modules=TOY_TARGETS),
+                           initialize=False)
         initialize_soma(model)
         return [layer.lora_A.clone() for layer in soma_layers(model).values()]
 

@@ -22,7 +22,8 @@ def test_pretrained_weights_of_another_size_are_refused_with_shapes(tmp_path):
     torch.save(wide.state_dict(), tmp_path / "wide.pth")
     backbone = DINOv2(arch="tiny", img_size=56, patch_size=14, out_scales=None, frozen=True,
                       init_cfg=dict(type="Pretrained", checkpoint=str(tmp_path / "wide.pth")))
-    with pytest.raises(ValueError, match=r"wide\.pth. has weights of the wrong shape.*cls_token: \(1, 1, 96\) vs \(1, 1, 64\)"):
+    expected = r"wide\.pth. has weights of the wrong shape.*cls_token: \(1, 1, 96\) vs \(1, 1, 64\)"
+    with pytest.raises(ValueError, match=expected):
         backbone.init_weights()
 
 
@@ -48,12 +49,13 @@ def test_undecodable_image_names_the_file(tmp_path):
         dataset[0]
 
 
+@pytest.mark.slow  # a subprocess run of the tool's command line
 def test_tta_without_a_tta_pipeline_says_so(tmp_path):
     make_cityscapes_like(tmp_path / "data", num_images=1)
     config = tmp_path / "no_tta.py"
     config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data"))
     result = subprocess.run([sys.executable, "tools/test.py", str(config), str(tmp_path / "any.pth"), "--tta"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+                            cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and "--tta needs `tta_pipeline` and `tta_model`" in result.stderr
 
 

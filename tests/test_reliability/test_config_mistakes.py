@@ -6,7 +6,13 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from soma.utils import ConfigError, check_legacy_keys, check_num_classes, load_config, warn_patch_padding
+from soma.utils import (
+    ConfigError,
+    check_legacy_keys,
+    check_num_classes,
+    load_config,
+    warn_patch_padding,
+)
 
 from ..conftest import REPO
 from ..test_tools.test_train import CONFIG
@@ -18,14 +24,14 @@ def write(path, text):
 
 
 def test_syntax_error_names_the_file_and_line(tmp_path):
-    base = write(tmp_path / "base.py", "model = dict(\n    type='X',\n    num_classes=19\n    depth=4)\n")
+    write(tmp_path / "base.py", "model = dict(\n    type='X',\n    num_classes=19\n    depth=4)\n")
     child = write(tmp_path / "child.py", "_base_ = ['base.py']\nx = 1\n")
     with pytest.raises(ConfigError, match=r"config '.*base\.py' line 3: .*num_classes=19"):
         load_config(child)
     broken = write(tmp_path / "broken.py", "a = 1\nb = (2,\n")
     with pytest.raises(ConfigError, match=r"config '.*broken\.py' line 2"):
         load_config(broken)
-    undefined = write(tmp_path / "undefined.py", "a = 1\n\nb = dict(x=a) | crop_size\n")
+    write(tmp_path / "undefined.py", "a = 1\n\nb = dict(x=a) | crop_size\n")
     write(tmp_path / "uses.py", "_base_ = ['undefined.py']\n")
     with pytest.raises(ConfigError, match=r"config '.*undefined\.py' line 3: NameError: .*'crop_size'.*b = dict"):
         load_config(tmp_path / "uses.py")

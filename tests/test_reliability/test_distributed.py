@@ -8,10 +8,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from ..conftest import REPO
 from ..test_tools.test_train import make_cityscapes_like
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the tools: the slow tier
 
 TOLERANCE = 1e-5
 CONFIG = """
@@ -46,12 +49,13 @@ def test_two_processes_match_one_with_the_same_total_batch(tmp_path):
     for name, batch in (("one", 2), ("two", 1)):
         (tmp_path / f"{name}.py").write_text(CONFIG.format(repo=REPO, data=tmp_path / "data", batch=batch))
     env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1")
-    one = subprocess.run([sys.executable, "tools/train.py", str(tmp_path / "one.py"), "--work-dir", str(tmp_path / "a")],
-                         cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+    one = subprocess.run([sys.executable, "tools/train.py", str(tmp_path / "one.py"), "--work-dir",
+                          str(tmp_path / "a")],
+                         cwd=REPO, capture_output=True, text=True, env=env)
     assert one.returncode == 0, one.stderr[-3000:]
     env["PORT"] = str(31500 + os.getpid() % 1000)
     two = subprocess.run(["bash", "tools/dist_train.sh", str(tmp_path / "two.py"), "2", "--work-dir",
-                          str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True, timeout=600, env=env)
+                          str(tmp_path / "b")], cwd=REPO, capture_output=True, text=True, env=env)
     assert two.returncode == 0, two.stderr[-3000:]
     log = two.stdout + two.stderr
     assert "Distributed training: True" in log and "find_unused_parameters" not in log.replace(

@@ -58,7 +58,7 @@ def write_config(tmp_path, name, extra=""):
 def train(config, work_dir, *extra, env_path=None):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env_path])))
     return subprocess.run([sys.executable, str(REPO / "tools/train.py"), str(config), "--work-dir", str(work_dir),
-                           *extra], capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
+                           *extra], capture_output=True, text=True, cwd=REPO, env=env)
 
 
 def weights(path):
@@ -69,6 +69,9 @@ def assert_same_weights(a, b):
     assert a.keys() == b.keys()
     worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
     assert worst <= TOLERANCE, worst
+
+
+pytestmark = pytest.mark.slow  # end-to-end runs of the tools: the slow tier
 
 
 @pytest.fixture

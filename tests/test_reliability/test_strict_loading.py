@@ -7,7 +7,6 @@ them through tools/test.sh.
 """
 from __future__ import annotations
 
-
 import pytest
 import torch
 from mmengine.config import Config

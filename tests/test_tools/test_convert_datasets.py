@@ -414,10 +414,11 @@ def test_wrong_label_formats_are_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- command line
+@pytest.mark.slow  # a subprocess run of the tool's command line
 def test_command_line(tmp_path, capsys):
     outputs = make_gta(tmp_path)
     result = subprocess.run([sys.executable, "tools/convert_datasets/gta5.py", str(tmp_path), "--nproc", "2"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120)
+                            cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "GTA5: converted 2, skipped 0 (already done)" in result.stdout
     np.testing.assert_array_equal(read_grey(outputs[0]), expected(GTA_IDS, CITYSCAPES_EXPECTED))

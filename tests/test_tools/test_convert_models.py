@@ -16,7 +16,7 @@ import pytest
 import torch
 from timm.layers import resample_patch_embed
 
-from soma.models import DINOv2, EVA02, FoundationViT
+from soma.models import EVA02, DINOv2, FoundationViT
 from tools.convert_models import dinov2 as convert_dinov2
 from tools.convert_models import eva02 as convert_eva02
 
@@ -215,9 +215,10 @@ def test_converter_refuses_a_missing_file(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------------- command line
 def run_script(script: str, *args: Path | str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, f"tools/convert_models/{script}", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True)
 
 
+@pytest.mark.slow  # a subprocess run of the tool's command line
 def test_command_lines(tmp_path):
     src, dst = save_source(CASES[0], tmp_path / "dinov2_vitt14_pretrain"), tmp_path / "out.pth"
     result = run_script("dinov2.py", src, dst, "--arch", "tiny", "--register-tokens", "0")  # options that agree

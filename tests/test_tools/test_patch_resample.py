@@ -16,7 +16,13 @@ from soma.models import DINOv2
 from tools.convert_models import dinov2 as convert_dinov2
 from tools.convert_models.common import dc_gain, resample_patch_kernel
 
-from .test_convert_models import CASES, INPUT_SIZE, pretrained, reference_model, save_source
+from .test_convert_models import (
+    CASES,
+    INPUT_SIZE,
+    pretrained,
+    reference_model,
+    save_source,
+)
 
 
 def smooth_kernel(out_channels: int = 256, size: int = 14, seed: int = 0) -> torch.Tensor:

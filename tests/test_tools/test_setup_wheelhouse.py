@@ -20,7 +20,8 @@ from packaging.utils import canonicalize_name
 
 from ..conftest import REPO
 
-CACHE = Path(os.environ.get("SOMA_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soma")
+CACHE = Path(os.environ.get("SOMA_CACHE_DIR")
+             or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "soma")
 
 
 def cached_wheelhouse() -> Path:
@@ -68,7 +69,8 @@ def test_offline_install_from_the_wheelhouse_with_the_machines_torch(tmp_path):
     link_distributions(["torch", "torchvision"], system)
     machine = tmp_path / "machine"  # an interpreter whose only extra packages are torch's
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(machine)], check=True)
-    site = subprocess.run([str(machine / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    site = subprocess.run([str(machine / "bin/python"), "-c",
+                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "machine-torch.pth").write_text(f"{system}\n")
     venv = tmp_path / "venv"

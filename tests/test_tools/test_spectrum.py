@@ -3,6 +3,7 @@ import csv
 import subprocess
 import sys
 
+import pytest
 import torch
 from PIL import Image
 
@@ -43,11 +44,12 @@ def test_changes_of_a_trained_checkpoint(tiny_run, tmp_path):
     assert len(rows) == len(report.matrices)
 
 
+@pytest.mark.slow  # a subprocess run of the tool's command line
 def test_command_line_and_errors(tiny_run, tmp_path):
     result = subprocess.run([sys.executable, "tools/analysis/spectrum.py", str(tiny_run.base), "--rank", "4",
-                             "--out", str(tmp_path / "plain")], cwd=REPO, capture_output=True, text=True, timeout=300)
+                             "--out", str(tmp_path / "plain")], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "plain" / "spectrum_block00.png").is_file()
     result = subprocess.run([sys.executable, "tools/analysis/spectrum.py", str(tmp_path / "missing.py"),
-                             "--out", str(tmp_path / "x")], cwd=REPO, capture_output=True, text=True, timeout=300)
+                             "--out", str(tmp_path / "x")], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and "missing.py' does not exist" in result.stderr

@@ -50,9 +50,10 @@ param_scheduler = [dict(type="PolyLR", power=0.9, begin=0, end=4, by_epoch=False
 
 def run_train(config, work_dir, *extra):
     return subprocess.run([sys.executable, str(REPO / "tools/train.py"), str(config), "--work-dir", str(work_dir),
-                           *extra], capture_output=True, text=True, cwd=REPO, timeout=600)
+                           *extra], capture_output=True, text=True, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_train_then_resume(tmp_path):
     make_cityscapes_like(tmp_path / "data")
     config = tmp_path / "tiny_train.py"
@@ -68,6 +69,7 @@ def test_train_then_resume(tmp_path):
     assert (tmp_path / "work" / "iter_4.pth").is_file()
 
 
+@pytest.mark.slow  # a subprocess run of the tool's command line
 def test_misspelt_type_fails_before_building(tmp_path):
     config = tmp_path / "typo.py"
     config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data").replace(
@@ -77,6 +79,7 @@ def test_misspelt_type_fails_before_building(tmp_path):
     assert "Did you mean: 'CityscapesDataset'" in result.stderr
 
 
+@pytest.mark.slow
 def test_dist_train_two_cpu_processes(tmp_path):
     make_cityscapes_like(tmp_path / "data")
     config = tmp_path / "tiny_train.py"
@@ -84,13 +87,14 @@ def test_dist_train_two_cpu_processes(tmp_path):
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(29500 + os.getpid() % 1000), OMP_NUM_THREADS="1")
     result = subprocess.run(["bash", str(REPO / "tools/dist_train.sh"), str(config), "2", "--work-dir",
                              str(tmp_path / "work"), "--cfg-options", "train_cfg.max_iters=2"],
-                            capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+                            capture_output=True, text=True, cwd=REPO, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "Distributed training: True" in log and "GPU number: 2" in log, log[-2000:]  # mmengine: processes
     assert (tmp_path / "work" / "iter_2.pth").is_file()
 
 
+@pytest.mark.slow
 def test_test_sh_prints_metrics_and_dist_test_agrees(tmp_path):
     make_cityscapes_like(tmp_path / "data")
     config = tmp_path / "tiny_train.py"
@@ -99,13 +103,13 @@ def test_test_sh_prints_metrics_and_dist_test_agrees(tmp_path):
     checkpoint = str(tmp_path / "work" / "iter_2.pth")
     single = subprocess.run(["bash", str(REPO / "tools/test.sh"), str(config), checkpoint, "1", "--work-dir",
                              str(tmp_path / "test1"), "--show-dir", str(tmp_path / "show")], capture_output=True,
-                            text=True, cwd=REPO, timeout=600, env=dict(os.environ, PYTHON=sys.executable))
+                            text=True, cwd=REPO, env=dict(os.environ, PYTHON=sys.executable))
     assert single.returncode == 0, single.stderr[-3000:]
     assert "mIoU" in single.stdout and "metric" in single.stdout
     assert len(list((tmp_path / "show").rglob("*.png"))) == 4  # one drawn prediction per test image
     env = dict(os.environ, PYTHON=sys.executable, PORT=str(30500 + os.getpid() % 1000), OMP_NUM_THREADS="1")
     dist = subprocess.run(["bash", str(REPO / "tools/dist_test.sh"), str(config), checkpoint, "2", "--work-dir",
-                           str(tmp_path / "test2")], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+                           str(tmp_path / "test2")], capture_output=True, text=True, cwd=REPO, env=env)
     assert dist.returncode == 0, dist.stderr[-3000:]
     import json
 
@@ -114,6 +118,7 @@ def test_test_sh_prints_metrics_and_dist_test_agrees(tmp_path):
     assert abs(one["mIoU"] - two["mIoU"]) < 1e-6  # the 2-process evaluation collects every image once
 
 
+@pytest.mark.slow
 def test_exported_backbone_loads_into_plain_timm(tmp_path):
     import timm
     import torch
@@ -148,6 +153,7 @@ def test_exported_backbone_loads_into_plain_timm(tmp_path):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_extract_then_merge_adapter_reproduces_predictions(tmp_path):
     import timm
     import torch
@@ -195,8 +201,10 @@ def test_extract_then_merge_adapter_reproduces_predictions(tmp_path):
         merge_adapter(str(config), str(tmp_path / "adapter.pth"), str(tmp_path / "never.pth"))
 
 
+@pytest.mark.slow
 def test_ema_keeps_an_averaged_copy(tmp_path):
-    """The G->CBM config's EMA hook (from iteration 1 here) trains and saves the averaged weights with the checkpoint."""
+    """The G->CBM config's EMA hook (from iteration 1 here) trains and saves the averaged weights with the
+    checkpoint."""
     import torch
     from mmengine.config import Config
 
@@ -280,14 +288,15 @@ def test_release_protocol_keeps_the_best_and_the_second_stage_starts_from_it(tmp
 
 
 def test_load_from_pattern_resolves_to_its_one_match(tmp_path):
+    from soma.utils import ConfigError
     from tools.train import resolve_load_from
 
     assert resolve_load_from("work_dirs/x/iter_40000.pth") == "work_dirs/x/iter_40000.pth"  # not a pattern
     pattern = str(tmp_path / "best_mean_mIoU_iter_*.pth")
-    with pytest.raises(FileNotFoundError, match="matches no file.*train that run first"):
+    with pytest.raises(ConfigError, match="matches no file.*train that run first"):
         resolve_load_from(pattern)
     (tmp_path / "best_mean_mIoU_iter_8000.pth").touch()
     assert resolve_load_from(pattern) == str(tmp_path / "best_mean_mIoU_iter_8000.pth")
     (tmp_path / "best_mean_mIoU_iter_12000.pth").touch()
-    with pytest.raises(ValueError, match="matches 2 files"):
+    with pytest.raises(ConfigError, match="matches 2 files"):
         resolve_load_from(pattern)

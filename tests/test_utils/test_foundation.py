@@ -4,7 +4,12 @@ import torch
 from mmengine.config import Config
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from soma.utils import UnknownTypeError, check_config_types, load_trusted_checkpoint, load_weights
+from soma.utils import (
+    UnknownTypeError,
+    check_config_types,
+    load_trusted_checkpoint,
+    load_weights,
+)
 
 from ..conftest import MODEL_BASE
 

@@ -10,11 +10,18 @@ import types
 
 import pytest
 import torch
-from mmcv.ops.multi_scale_deform_attn import MultiScaleDeformableAttnFunction, multi_scale_deformable_attn_pytorch
+from mmcv.ops.multi_scale_deform_attn import (
+    MultiScaleDeformableAttnFunction,
+    multi_scale_deformable_attn_pytorch,
+)
 
 from soma.utils import mmcv_ops
-from soma.utils.mmcv_ops import (explain_missing_cuda_ops, msda_example_inputs, msda_uses_pytorch,
-                                 use_pytorch_msdeformattn)
+from soma.utils.mmcv_ops import (
+    explain_missing_cuda_ops,
+    msda_example_inputs,
+    msda_uses_pytorch,
+    use_pytorch_msdeformattn,
+)
 from soma.utils.run_config import run_mmcv_ops_in_float32_under_bf16
 
 from ..conftest import REPO
@@ -65,6 +72,7 @@ def test_option_is_idempotent_and_survives_the_bf16_wrapper(restore_msda):
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
 
 
+@pytest.mark.slow  # a subprocess run of the tool's command line
 def test_environment_variable_turns_it_on_at_import():
     code = ("import warnings\n"
             "with warnings.catch_warnings(record=True) as seen:\n"

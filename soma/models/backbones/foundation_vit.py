@@ -30,7 +30,8 @@ from soma.peft import SoMAConfig, SoMALinear, apply_soma, initialize_soma, train
 from ...utils.checkpoint import load_weights
 
 
-# Layer-scale parameters in timm's ViT blocks: LayerScale modules' ``gamma`` (ViT/DINOv2), ``gamma_1``/``gamma_2`` (Eva).
+# Layer-scale parameters in timm's ViT blocks: LayerScale modules' ``gamma`` (ViT/DINOv2), ``gamma_1``/``gamma_2``
+# (Eva).
 LAYER_SCALE_NAMES = ("gamma", "gamma_1", "gamma_2")
 
 
@@ -209,7 +210,8 @@ class FoundationViT(BaseModule):
             remapped[f"{module}.base_layer.{leaf}" if module in wrapped else key] = value
         own = self.vit.state_dict()
         # Adapter parameters are created by the SVD split, never loaded from a pretrained file.
-        adapter_keys = {k for k in own for n in wrapped if k.startswith(f"{n}.") and not k.startswith(f"{n}.base_layer.")}
+        adapter_keys = {k for k in own for n in wrapped
+                        if k.startswith(f"{n}.") and not k.startswith(f"{n}.base_layer.")}
         missing = sorted(set(own) - set(remapped) - adapter_keys)
         unexpected = sorted(set(remapped) - set(own))
         if missing:
