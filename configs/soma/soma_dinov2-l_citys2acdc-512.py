@@ -9,18 +9,7 @@ _base_ = [
     "../_base_/models/mask2former_dinov2-l_soma.py",
     "../_base_/datasets/citys2acdc_512.py",
     "../_base_/default_runtime.py",
-    "../_base_/schedules/soma_40k.py",
+    "../_base_/schedules/soma_40k_acdc.py",
 ]
 
 train_dataloader = dict(batch_size=8)
-param_scheduler = [
-    dict(type="LinearLR", start_factor=1e-6, begin=0, end=10000, by_epoch=False),
-    dict(type="PolyLR", eta_min=0, power=0.9, begin=10000, end={{_base_.max_iters}}, by_epoch=False),
-    {{_base_.weight_decay_schedule}},
-]
-default_hooks = dict(checkpoint=dict(max_keep_ckpts=8, save_best="mean/mIoU", rule="greater"))
-custom_hooks = [
-    dict(type="WeightDecayLoggerHook"),
-    dict(type="MergeAdaptersHook"),
-    dict(type="EMAHook", ema_type="ExponentialMovingAverage", momentum=2e-4, update_buffers=False, begin_iter=20000),
-]
