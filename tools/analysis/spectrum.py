@@ -43,7 +43,7 @@ import torch  # noqa: E402
 from mmengine.config import Config  # noqa: E402
 
 from soma.peft import SoMALinear, soma_layers  # noqa: E402
-from soma.utils import load_trusted_checkpoint  # noqa: E402
+from soma.utils import OutputExistsError, check_output_dir, load_trusted_checkpoint  # noqa: E402
 from tools.inference import load_trained_weights, read_state_dict  # noqa: E402
 from tools.model_loading import build_model  # noqa: E402
 
@@ -437,14 +437,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output folder for the PNGs and CSV")
     parser.add_argument("--blocks", type=int, nargs="+", help="only these block indices (default: all adapted)")
     parser.add_argument("--rank", type=int, default=16, help="plain weight files: r minor components to mark")
+    parser.add_argument("--force", action="store_true", help="replace the figures of an earlier run in --out")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     try:
+        inputs = [args.source] + ([args.checkpoint] if args.checkpoint else [])
+        check_output_dir(args.out, inputs, produced=["spectrum.csv"], force=args.force)
         report = analyse_input(args.source, args.checkpoint, args.blocks, args.rank)
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, OutputExistsError) as exc:
         raise SystemExit(f"error: {exc}") from None
     written = write_report(report, args.out)
     print(format_table(report))
