@@ -59,11 +59,11 @@ def test_an_earlier_report_is_kept_unless_forced(tiny_run, tmp_path, capsys):
     from tools.analysis.spectrum import main
 
     out = tmp_path / "report"
-    main([str(tiny_run.base), "--rank", "4", "--out", str(out)])
+    main([str(tiny_run.base), "--rank", "4", "--blocks", "3", "--out", str(out)])
     first = (out / "spectrum.csv").read_bytes()
     with pytest.raises(SystemExit, match="already holds spectrum.csv.*--force"):
-        main([str(tiny_run.base), "--rank", "4", "--out", str(out)])
+        main([str(tiny_run.base), "--rank", "4", "--blocks", "3", "--out", str(out)])
     assert (out / "spectrum.csv").read_bytes() == first
-    main([str(tiny_run.base), "--rank", "4", "--out", str(out), "--force"])
+    main([str(tiny_run.base), "--rank", "4", "--blocks", "3", "--out", str(out), "--force"])
     with pytest.raises(SystemExit, match="is or lies inside the input"):
         main([str(tiny_run.base), "--rank", "4", "--out", str(tiny_run.base)])
