@@ -1,4 +1,5 @@
 """The published model config builds at full size, and the training recipe's optimiser groups are right."""
+import pytest
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
@@ -41,6 +42,7 @@ def test_optimizer_groups_follow_the_recipe(tiny_segmentor_config):
     assert groups["decode_head.cls_embed.weight"]["lr"] == 1e-4
 
 
+@pytest.mark.slow  # steps mmengine's schedulers through all 40k iterations
 def test_weight_decay_is_cosine_annealed(tiny_segmentor_config):
     from mmengine.registry import PARAM_SCHEDULERS
 
