@@ -21,11 +21,13 @@ def register_model(cls: T) -> T:
 
 
 def _register_peft_types() -> None:
-    """``peft=dict(type="SoMA", ...)`` in backbone configs names :class:`soma.peft.SoMAConfig`."""
-    from soma.peft import SoMAConfig
+    """``peft=dict(type=...)`` in backbone configs names a method of :data:`soma.peft.PEFT_METHODS`; registering
+    its config class here lets the config checks know the type."""
+    from soma.peft import PEFT_METHODS
 
-    for registry in (SEG_MODELS, DET_MODELS):
-        registry.register_module(name="SoMA", module=SoMAConfig, force=True)
+    for name, method in PEFT_METHODS.items():
+        for registry in (SEG_MODELS, DET_MODELS):
+            registry.register_module(name=name, module=method.config_class, force=True)
 
 
 _register_peft_types()

@@ -17,7 +17,10 @@ from .decompose import svd_components
 from .layer import SoMALinear
 from .model import (TrainableSummary, apply_soma, initialize_soma, merge_soma, soma_layers, trainable_parameters,
                     unload_soma, unmerge_soma)
+from .registry import PEFT_METHODS, PeftMethod, build_peft_config, peft_method, register_peft_method
 from .state import load_soma_state_dict, soma_state_dict
+
+register_peft_method("SoMA", SoMAConfig, apply_soma, initialize_soma)
 
 __all__ = [
     "SoMAConfig",
@@ -34,4 +37,6 @@ __all__ = [
     # also used by the backbones and tools: deferred SVD split, and the adapted layers by name
     "initialize_soma",
     "soma_layers",
+    # adapter methods by name (`peft=dict(type=...)`)
+    "PEFT_METHODS", "PeftMethod", "build_peft_config", "peft_method", "register_peft_method",
 ]

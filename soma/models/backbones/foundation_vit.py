@@ -25,7 +25,7 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch.utils.checkpoint import checkpoint
 
-from soma.peft import SoMAConfig, SoMALinear, apply_soma, initialize_soma, trainable_parameters
+from soma.peft import SoMALinear, build_peft_config, trainable_parameters
 
 from ...utils.checkpoint import load_weights
 
@@ -136,17 +136,13 @@ class FoundationViT(BaseModule):
         # Blocks after the last output and an unused final norm would be parameters DDP never sees a gradient for.
         self.vit.prune_intermediate_layers(list(self.out_indices), prune_norm=not final_norm, prune_head=True)
 
-        self.peft_config: SoMAConfig | None = None
+        self.peft_method, self.peft_config = None, None
         if peft is not None:
-            peft = dict(peft)
-            peft_type = peft.pop("type", "SoMA")
-            if peft_type != "SoMA":
-                raise ValueError(f"`peft.type` must be 'SoMA' (init='minor'|'principal'|'lora'|'released'), "
-                                 f"got {peft_type!r}.")
-            peft.setdefault("target_modules", self.default_peft_targets)
-            self.peft_config = SoMAConfig.from_dict(peft)
-            # Wrap now so checkpoints of adapted models load at test time; the SVD waits for init_weights().
-            apply_soma(self.vit, self.peft_config, initialize=False)
+            self.peft_method, self.peft_config = build_peft_config(
+                peft, defaults=dict(target_modules=self.default_peft_targets))
+            # Wrap now so checkpoints of adapted models load at test time; the initialisation (e.g. SoMA's SVD
+            # split) waits for init_weights(), after the pretrained weights are loaded.
+            self.peft_method.apply(self.vit, self.peft_config, False)
         else:
             self.vit.requires_grad_(not (frozen is None or frozen))
             if freeze_norms_and_embeddings:
@@ -183,10 +179,10 @@ class FoundationViT(BaseModule):
             self.load_pretrained(self.init_cfg["checkpoint"])
         elif self.init_cfg is not None:
             super().init_weights()
-        if self.peft_config is not None:
-            initialize_soma(self.vit)  # init="released": replays the seeded construction draws, W stays as loaded
-            print_log(f"{type(self).__name__}-{self.arch} SoMA ({self.peft_config.init}, r={self.peft_config.r}, "
-                      f"blocks {self.peft_config.start_block}+): {trainable_parameters(self.vit)}", logger="current")
+        if self.peft_method is not None:
+            self.peft_method.initialize(self.vit)  # SoMA init="released": replays the seeded construction draws
+            print_log(f"{type(self).__name__}-{self.arch} {self.peft_method.name}: "
+                      f"{trainable_parameters(self.vit)}", logger="current")
         self._is_init = True
 
     def load_pretrained(self, checkpoint: str) -> None:

@@ -1,0 +1,5 @@
+"""The library functions behind the command-line tools: building a config's model, loading trained weights,
+inference, and adapter files. Tools in ``tools/`` are thin command lines over these."""
+from .model import build_model, build_model_from_cfg, head_state
+
+__all__ = ["build_model", "build_model_from_cfg", "head_state"]
