@@ -69,10 +69,11 @@ def test_refusals(tiny_run, tmp_path):
     from soma.apis.export import export_peft_adapter
     from soma.utils import CheckpointMismatchError, ConfigError, OutputExistsError
 
-    export_peft_adapter(tiny_run.config, tiny_run.untrained, tmp_path / "hf")
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "adapter_config.json").write_text("{}")  # an earlier export
     with pytest.raises(OutputExistsError, match="--force"):
         export_peft_adapter(tiny_run.config, tiny_run.trained, tmp_path / "hf")
-    export_peft_adapter(tiny_run.config, tiny_run.trained, tmp_path / "hf", force=True)
+    assert (tmp_path / "hf" / "adapter_config.json").read_text() == "{}"
 
     frozen = tmp_path / "frozen.py"
     frozen.write_text(f'_base_ = ["{tiny_run.config}"]\nmodel = dict(backbone=dict(peft=None))\n')
@@ -80,6 +81,14 @@ def test_refusals(tiny_run, tmp_path):
         export_peft_adapter(frozen, tiny_run.merged, tmp_path / "never")
     with pytest.raises(CheckpointMismatchError):  # a plain merged backbone is not a SoMA checkpoint
         export_peft_adapter(tiny_run.config, tiny_run.merged, tmp_path / "never")
+    checkpoint = torch.load(tiny_run.trained, weights_only=False)
+    for key, match in [("backbone.vit.blocks.2.attn.proj.base_layer.weight", "other base weights"),
+                       ("backbone.vit.patch_embed.proj.weight", "outside the adapted layers")]:
+        state = dict(checkpoint["state_dict"])
+        state[key] = state[key] + 0.1
+        torch.save(dict(checkpoint, state_dict=state), tmp_path / "other_base.pth")
+        with pytest.raises(CheckpointMismatchError, match=match):
+            export_peft_adapter(tiny_run.config, tmp_path / "other_base.pth", tmp_path / "never")
     assert not (tmp_path / "never").exists()
 
 
