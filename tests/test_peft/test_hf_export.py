@@ -105,7 +105,10 @@ def test_factors_have_the_stated_rank_and_equal_the_trained_change(stock_weights
 
 def test_fused_qkv_with_biases_needs_timms_separate_bias_option(stock_weights, tmp_path):
     """EVA-02 tiny/small (and DINOv3 qkvb): timm's attention skips a wrapped qkv unless `qkv_bias_separate`."""
+    from soma.apis.export import _separate_bias_note
+
     backbone, start = train_like(EVA02, stock_weights[EVA02], "minor", change_biases=True)
+    assert "qkv_bias_separate = True" in _separate_bias_note(backbone.vit)[0]  # the tool tells the user
     save_peft_lora_adapter(tmp_path / "hf", *peft_lora_adapter(backbone.vit, start))
     stock = torch.load(stock_weights[EVA02], weights_only=True)
     plain = plain_timm_model(EVA02, stock)
