@@ -46,6 +46,8 @@ class DINOv2(FoundationViT):
         return checkpoint_filter_fn(state_dict, self.vit)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        # The embedding steps of timm's `VisionTransformer.forward_intermediates`; timm has no public method for
+        # them alone (tests/test_models/test_timm_api.py pins that the two give the same features).
         vit = self.vit
         tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
         return tokens, {}

@@ -12,7 +12,11 @@ from .foundation_vit import FoundationViT
 
 def eva_embed(vit: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
     """Token embedding of a timm ``Eva`` model (EVA-02, DINOv3): class (and storage) tokens prepended, the
-    rotary embedding handed to the blocks as ``rope``."""
+    rotary embedding handed to the blocks as ``rope``.
+
+    The embedding steps of timm's ``Eva.forward_intermediates``; timm has no public method for them alone
+    (tests/test_models/test_timm_api.py pins that the two give the same features).
+    """
     tokens, rope = vit._pos_embed(vit.patch_embed(x))
     return vit.norm_pre(tokens), {"rope": rope}
 

@@ -15,7 +15,8 @@ weights, base weights as loaded (see :func:`soma.peft.initialize_soma`).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -43,6 +44,27 @@ def resize_pyramid(features: Sequence[torch.Tensor], scales: Sequence[float]) ->
         f if s == 1 else F.interpolate(f, scale_factor=s, mode="bilinear", align_corners=False)
         for f, s in zip(features, scales)
     ]
+
+
+@contextmanager
+def fused_attention() -> Iterator[None]:
+    """Build timm models with ``F.scaled_dot_product_attention`` (flash/memory-efficient kernels on GPU).
+
+    timm's attention modules read the flag once, when they are constructed (``timm.layers.use_fused_attn``):
+    inside this block it is on whatever the import-time ``TIMM_FUSED_ATTN`` setting says, and it is restored
+    afterwards. In timm's ONNX-export mode (``set_exportable``) it stays off, as timm wants.
+    """
+    from timm.layers import is_exportable, set_fused_attn, use_fused_attn
+
+    if is_exportable():  # use_fused_attn() is False whatever the setting: nothing to switch, nothing to read
+        yield
+        return
+    previous = 2 if use_fused_attn(experimental=True) else 1 if use_fused_attn() else 0
+    set_fused_attn(True, experimental=previous > 1)
+    try:
+        yield
+    finally:
+        set_fused_attn(previous > 0, experimental=previous > 1)
 
 
 def run_block(block: nn.Module, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -152,17 +174,16 @@ class FoundationViT(BaseModule):
     def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> nn.Module:
         import timm
 
-        model = timm.create_model(model_name, pretrained=False, **kwargs)
+        with fused_attention():
+            model = timm.create_model(model_name, pretrained=False, **kwargs)
         # timm's Eva attention with a fused qkv and q/v biases calls F.linear on `qkv.weight` directly, which
-        # would bypass a SoMA-wrapped qkv (EVA-02 tiny/small, DINOv3 qkvb); adding the bias after `qkv(x)`
-        # keeps the layer's own forward in the path. Other attentions have no such flag.
+        # would bypass a SoMA-wrapped qkv (EVA-02 tiny/small, DINOv3 qkvb); its `qkv_bias_separate` option adds
+        # the bias after `qkv(x)` instead, keeping the layer's own forward in the path. `Eva` does not forward
+        # that option to its blocks (timm 1.0.31), so it is set on the built attention modules
+        # (tests/test_models/test_timm_api.py pins that the adapted qkv runs).
         for block in model.blocks:
             if hasattr(block.attn, "qkv_bias_separate"):
                 block.attn.qkv_bias_separate = True
-            # Always F.scaled_dot_product_attention (flash/memory-efficient kernels on GPU), whatever timm's
-            # import-time TIMM_FUSED_ATTN setting says.
-            if hasattr(block.attn, "fused_attn"):
-                block.attn.fused_attn = True
         return model
 
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
