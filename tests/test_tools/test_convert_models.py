@@ -16,9 +16,9 @@ import pytest
 import torch
 from timm.layers import resample_patch_embed
 
+from soma.convert.models import dinov2 as convert_dinov2
+from soma.convert.models import eva02 as convert_eva02
 from soma.models import EVA02, DINOv2, FoundationViT
-from tools.convert_models import dinov2 as convert_dinov2
-from tools.convert_models import eva02 as convert_eva02
 
 from ..conftest import REPO
 from .weight_layouts import StateDict, random_timm_model, save_state, timm_layout

@@ -14,10 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (CITYSCAPES_LUT, LayoutError, Summary, Task,
-                                           build_parser, check_train_ids, list_files, read_label_ids, remap,
-                                           replace_suffix, require_dir, require_files, run_cli, run_tasks,
-                                           write_png)
+from .common import (CITYSCAPES_LUT, LayoutError, Summary, Task, build_parser, check_train_ids, list_files,
+                     read_label_ids, remap, replace_suffix, require_dir, require_files, run_cli, run_tasks, write_png)
 
 DATASET = "ACDC"
 DOWNLOAD = "https://acdc.vision.ee.ethz.ch/download (rgb_anon_trainvaltest.zip, gt_trainval.zip)"

@@ -13,9 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (CITYSCAPES_LUT, LayoutError, Summary, Task,
-                                           build_parser, list_files, read_label_ids, remap, replace_suffix,
-                                           require_dir, run_cli, run_tasks, write_png)
+from .common import (CITYSCAPES_LUT, LayoutError, Summary, Task, build_parser, list_files, read_label_ids, remap,
+                     replace_suffix, require_dir, run_cli, run_tasks, write_png)
 
 DATASET = "Cityscapes"
 DOWNLOAD = "https://www.cityscapes-dataset.com/downloads/ (leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip)"

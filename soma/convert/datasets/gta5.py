@@ -13,9 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (CITYSCAPES_LUT, TRAIN_ID_SUFFIX, Summary, Task,
-                                           build_parser, read_label_ids, remap, require_dir, require_files,
-                                           run_cli, run_tasks, train_id_tasks, write_png)
+from .common import (CITYSCAPES_LUT, TRAIN_ID_SUFFIX, Summary, Task, build_parser, read_label_ids, remap, require_dir,
+                     require_files, run_cli, run_tasks, train_id_tasks, write_png)
 
 DATASET = "GTA5"
 DOWNLOAD = "https://download.visinf.tu-darmstadt.de/data/from_games/"

@@ -22,9 +22,8 @@ from pathlib import Path
 
 import cv2
 
-from .common import (IGNORE_INDEX, LayoutError, Summary, Task, build_lut,
-                                           build_parser, read_image, read_label_ids, remap, require_dir,
-                                           require_files, run_cli, run_tasks, write_png)
+from .common import (IGNORE_INDEX, LayoutError, Summary, Task, build_lut, build_parser, read_image, read_label_ids,
+                     remap, require_dir, require_files, run_cli, run_tasks, write_png)
 
 DATASET = "Mapillary"
 DOWNLOAD = "https://www.mapillary.com/dataset/vistas (Vistas v1.2/v2.0 archive)"

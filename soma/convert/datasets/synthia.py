@@ -19,9 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .common import (TRAIN_ID_SUFFIX, Summary, Task, build_lut, build_parser,
-                                           read_image, remap, require_dir, require_files, run_cli, run_tasks,
-                                           train_id_tasks, write_png)
+from .common import (TRAIN_ID_SUFFIX, Summary, Task, build_lut, build_parser, read_image, remap, require_dir,
+                     require_files, run_cli, run_tasks, train_id_tasks, write_png)
 
 DATASET = "SYNTHIA"
 DOWNLOAD = "http://synthia-dataset.net/downloads/ (SYNTHIA-RAND-CITYSCAPES)"

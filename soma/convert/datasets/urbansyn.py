@@ -18,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import (IGNORE_INDEX, NUM_CLASSES, TRAIN_ID_SUFFIX, Summary,
-                                           Task, build_lut, build_parser, read_label_ids, remap, require_dir,
-                                           require_files, run_cli, run_tasks, train_id_tasks, write_png)
+from .common import (IGNORE_INDEX, NUM_CLASSES, TRAIN_ID_SUFFIX, Summary, Task, build_lut, build_parser, read_label_ids,
+                     remap, require_dir, require_files, run_cli, run_tasks, train_id_tasks, write_png)
 
 DATASET = "UrbanSyn"
 DOWNLOAD = "https://www.urbansyn.org (rgb and ss packages)"
