@@ -10,12 +10,11 @@ has no public labels, so for it only the images' layout is checked.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (CITYSCAPES_LUT, LayoutError, Summary, Task, build_parser, check_train_ids, list_files,
-                     read_label_ids, remap, replace_suffix, require_dir, require_files, run_cli, run_tasks, write_png)
+from .common import (LayoutError, Summary, Task, build_parser, check_train_ids, list_files, read_label_ids,
+                     replace_suffix, require_dir, require_files, run_cli, run_tasks, write_cityscapes_train_ids)
 
 DATASET = "ACDC"
 DOWNLOAD = "https://acdc.vision.ee.ethz.ch/download (rgb_anon_trainvaltest.zip, gt_trainval.zip)"
@@ -25,11 +24,6 @@ LABELED_SPLITS = ("train", "val")
 IMAGE = "_rgb_anon.png"
 LABEL_IDS = "_gt_labelIds.png"
 TRAIN_IDS = "_gt_labelTrainIds.png"
-
-
-def _convert_label(task: Task) -> None:
-    (label,), (out,) = task.sources, task.outputs
-    write_png(out, remap(read_label_ids(label), CITYSCAPES_LUT))
 
 
 def _validate_train_ids(task: Task) -> None:
@@ -82,7 +76,7 @@ def convert_acdc(root: str | Path, condition: Sequence[str] = CONDITIONS, split:
                 raise LayoutError(f"expected {DATASET} {cond} {name} labels (<seq>/*{LABEL_IDS} or *{TRAIN_IDS}) "
                                   f"under {gt_dir} (download from {DOWNLOAD}); found none.")
             tasks += found
-    return run_tasks(DATASET, tasks, _convert_label, nproc, validate_done=_validate_train_ids)
+    return run_tasks(DATASET, tasks, write_cityscapes_train_ids, nproc, validate_done=_validate_train_ids)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -94,6 +88,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="splits to prepare (default: train val test; test is only checked)")
     return run_cli(convert_acdc, parser, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

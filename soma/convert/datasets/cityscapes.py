@@ -9,23 +9,17 @@ redraws every polygon json) in a fraction of the time.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (CITYSCAPES_LUT, LayoutError, Summary, Task, build_parser, list_files, read_label_ids, remap,
-                     replace_suffix, require_dir, run_cli, run_tasks, write_png)
+from .common import (LayoutError, Summary, Task, build_parser, list_files, replace_suffix, require_dir, run_cli,
+                     run_tasks, write_cityscapes_train_ids)
 
 DATASET = "Cityscapes"
 DOWNLOAD = "https://www.cityscapes-dataset.com/downloads/ (leftImg8bit_trainvaltest.zip, gtFine_trainvaltest.zip)"
 LABEL_IDS = "_gtFine_labelIds.png"
 TRAIN_IDS = "_gtFine_labelTrainIds.png"
 SPLITS = ("train", "val", "test")
-
-
-def _convert_label(task: Task) -> None:
-    (label,), (out,) = task.sources, task.outputs
-    write_png(out, remap(read_label_ids(label), CITYSCAPES_LUT))
 
 
 def convert_cityscapes(root: str | Path, split: Sequence[str] = ("train", "val"), nproc: int = 1) -> Summary:
@@ -58,7 +52,7 @@ def convert_cityscapes(root: str | Path, split: Sequence[str] = ("train", "val")
             raise LayoutError(f"expected {DATASET} {name} labels (<city>/*{LABEL_IDS}) under {gt_dir} (download "
                               f"from {DOWNLOAD}); found {found}. The labelIds PNGs ship in gtFine_trainvaltest.zip.")
         tasks += [Task((label,), (replace_suffix(label, LABEL_IDS, TRAIN_IDS),)) for label in labels]
-    return run_tasks(DATASET, tasks, _convert_label, nproc)
+    return run_tasks(DATASET, tasks, write_cityscapes_train_ids, nproc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +62,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="splits to convert (default: train val)")
     return run_cli(convert_cityscapes, parser, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -112,6 +111,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("data/dwd"), help="data_root of the configs (data/dwd)")
     return run_cli(link_dwd, parser, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

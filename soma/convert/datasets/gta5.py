@@ -9,20 +9,14 @@ are read, never the colours. The id → trainId table is cityscapesscripts'. Ids
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .common import (CITYSCAPES_LUT, TRAIN_ID_SUFFIX, Summary, Task, build_parser, read_label_ids, remap, require_dir,
-                     require_files, run_cli, run_tasks, train_id_tasks, write_png)
+from .common import (TRAIN_ID_SUFFIX, Summary, build_parser, require_dir, require_files, run_cli, run_tasks,
+                     train_id_tasks, write_cityscapes_train_ids)
 
 DATASET = "GTA5"
 DOWNLOAD = "https://download.visinf.tu-darmstadt.de/data/from_games/"
-
-
-def _convert_label(task: Task) -> None:
-    (label,), (out,) = task.sources, task.outputs
-    write_png(out, remap(read_label_ids(label), CITYSCAPES_LUT))
 
 
 def convert_gta5(root: str | Path, nproc: int = 1) -> Summary:
@@ -43,7 +37,7 @@ def convert_gta5(root: str | Path, nproc: int = 1) -> Summary:
     require_dir(root / "images", f"{DATASET} images", DOWNLOAD)
     labels = require_files(root / "labels", ".png", f"{DATASET} labels (Cityscapes label ids)", DOWNLOAD,
                            exclude_suffix=TRAIN_ID_SUFFIX)
-    return run_tasks(DATASET, train_id_tasks(labels), _convert_label, nproc)
+    return run_tasks(DATASET, train_id_tasks(labels), write_cityscapes_train_ids, nproc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +45,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(__doc__.splitlines()[0], "GTA5 folder with images/ and labels/, e.g. data/gta")
     return run_cli(convert_gta5, parser, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -16,7 +16,6 @@ written out below by class id. When ``ROOT/config_v1.2.json`` is present its cla
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,6 +126,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="splits to convert (default: validation)")
     return run_cli(convert_mapillary, parser, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

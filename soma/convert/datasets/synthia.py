@@ -12,7 +12,6 @@ also how DAFormer's and SoMA's ``tools/convert_datasets/synthia.py`` read it (``
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -98,6 +97,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(__doc__.splitlines()[0], "SYNTHIA RAND-CITYSCAPES folder with RGB/ and GT/LABELS/")
     return run_cli(convert_synthia, parser, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,6 @@ colour images of ``ss_colour``.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,6 +62,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(__doc__.splitlines()[0], "UrbanSyn folder with rgb/ and ss/, e.g. data/urbansyn")
     return run_cli(convert_urbansyn, parser, argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

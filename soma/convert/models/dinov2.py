@@ -18,7 +18,6 @@ and the iBOT ``mask_token`` is dropped.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -73,6 +72,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit code (see the module docstring)."""
     return run_converter(DINOV2, __doc__.splitlines()[0], argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

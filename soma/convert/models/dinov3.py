@@ -16,7 +16,6 @@ periods are dropped.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -83,6 +82,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit code (see the module docstring)."""
     return run_converter(DINOV3, __doc__.splitlines()[0], argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

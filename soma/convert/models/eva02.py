@@ -13,7 +13,6 @@ SoMA EVA-02 converter does (see :mod:`soma.convert.models.common`).
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 from soma.models import EVA02
@@ -40,6 +39,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line entry point; returns the exit code (see the module docstring)."""
     return run_converter(EVA02_FAMILY, __doc__.splitlines()[0], argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
