@@ -172,8 +172,8 @@ def _concat(parts: list, what: str) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------------- folders
 def read_transformers_folder(folder: Path) -> StateDict:
-    """The weights of a ``save_pretrained`` folder (``model.safetensors``, sharded or not), checked against its
-    ``config.json``.
+    """The weights of a ``save_pretrained`` folder (``model.safetensors``, sharded or not, or ``pytorch_model.bin``),
+    checked against its ``config.json``.
 
     Raises:
         FileNotFoundError: no ``model.safetensors`` (or its shard index) in ``folder``.
@@ -191,8 +191,10 @@ def read_transformers_folder(folder: Path) -> StateDict:
         for shard in sorted(set(json.loads(index.read_text())["weight_map"].values())):
             state.update(load_file(str(folder / shard)))
         return state
-    raise FileNotFoundError(f"'{folder}' is a folder without model.safetensors (or model.safetensors.index.json); "
-                            "pass a save_pretrained folder or a weight file.")
+    if (folder / "pytorch_model.bin").is_file():  # older Hub snapshots
+        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise FileNotFoundError(f"'{folder}' is a folder without model.safetensors (or model.safetensors.index.json, "
+                            "pytorch_model.bin); pass a save_pretrained folder or a weight file.")
 
 
 def check_transformers_config(config: Path) -> None:
