@@ -162,3 +162,25 @@ def test_large_trainable_parameter_count():
     queries = (1024 * 256 + 256) + (3 * 256 * 256 + 256)
     assert all(n.startswith("vit.rein.") for n in counts)
     assert sum(counts.values()) == tokens + mlps + 1 + queries == 2_990_081
+
+
+@pytest.mark.parametrize("family", ["DINOv2", "EVA02", "DINOv3"])
+def test_every_family_calls_the_refiner_after_each_block_with_its_prefix_and_grid(family):
+    import soma.models
+
+    cls = getattr(soma.models, family)
+    model = cls(arch="tiny", img_size=64, patch_size=16, out_indices=(1, 3), out_scales=None,
+                peft=dict(TINY_REIN, start_block=1))
+    model.init_weights()
+    calls = []
+    refine = model.vit.rein.refine
+
+    def spy(tokens, block_index, num_prefix_tokens, grid_size):
+        calls.append((block_index, num_prefix_tokens, grid_size, tokens.shape[1]))
+        return refine(tokens, block_index, num_prefix_tokens, grid_size)
+
+    model.vit.rein.refine = spy
+    features = model(torch.randn(1, 3, 64, 48))
+    prefix = model.vit.num_prefix_tokens
+    assert calls == [(i, prefix, (4, 3), prefix + 12) for i in (1, 2, 3)]
+    assert [tuple(f.shape) for f in features] == [(1, 64, 4, 3)] * 2
