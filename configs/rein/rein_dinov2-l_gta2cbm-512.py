@@ -6,7 +6,9 @@
 # and configs/dinov2/rein_dinov2_mask2former_512x512_bs1x4.py):
 # * Rein: token_length=100, lora_dim=16, num_layers=24 (every block), link_token_to_query=True, scale 1e-3
 #   (release defaults); the head replaces its queries by the linked ones (replace_query_feat=True), 100 queries.
-# * backbone outputs blocks 7/11/15/23 at img_size 512, patch 16, no drop path (release defaults).
+# * backbone outputs blocks 7/11/15/23 at img_size 512, patch 16, no drop path (release defaults); pretrained DINOv2-L
+#   with its patch kernel resampled bicubically to 16 (what Rein's converter does; inherited). Mask2Former head as in
+#   the SoMA config (the release's head settings are the same).
 # * optimizer: AdamW lr 1e-4, weight decay 0.05, eps 1e-8, betas (0.9, 0.999), one lr for all (no backbone
 #   multiplier); no decay for norms, query/level embeddings, the tokens and the scale.
 # * schedule: PolyLR (power 0.9) over 40k iterations, no warm-up, no weight-decay annealing, no EMA; batch 4 on one

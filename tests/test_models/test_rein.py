@@ -108,6 +108,15 @@ def test_link_and_head_must_agree(tiny_segmentor_config):
     with pytest.raises(ConfigError, match="ReinMask2FormerHead"):
         MODELS.build(plain_head)
     MODELS.build(tiny_segmentor_config(peft=dict(TINY_REIN, link_queries=False)))  # plain head, no link: fine
+    learned_feat = tiny_segmentor_config(peft=TINY_REIN)
+    learned_feat.decode_head.update(type="ReinMask2FormerHead", replace_query_feat=False)
+    model = MODELS.build(learned_feat).eval()  # linked positional queries, learned initial query features
+    model.init_weights()
+    assert isinstance(model.decode_head.query_feat, torch.nn.Embedding)
+    sample = make_batch(num_images=1)
+    with torch.no_grad():
+        data = model.data_preprocessor(sample, False)
+        assert model.predict(data["inputs"], data["data_samples"])[0].seg_logits.data.shape == (4, 64, 64)
     soma_backbone = tiny_segmentor_config()
     soma_backbone.decode_head.type = "ReinMask2FormerHead"
     with pytest.raises(ConfigError, match="gives none"):
