@@ -41,10 +41,10 @@ def backbone(checkpoint, rein: dict | None) -> DINOv2:
     return model
 
 
-def rein_segmentor(**peft):
+def rein_segmentor(checkpoint=None, **peft):
     from tests.conftest import tiny_segmentor_cfg
 
-    cfg = tiny_segmentor_cfg(peft=dict(TINY_REIN, **peft))
+    cfg = tiny_segmentor_cfg(peft=dict(TINY_REIN, **peft), checkpoint=str(checkpoint) if checkpoint else None)
     cfg.decode_head.type = "ReinMask2FormerHead"
     model = MODELS.build(cfg)
     model.init_weights()
@@ -127,9 +127,9 @@ def test_link_and_head_must_agree(tiny_segmentor_config):
         MODELS.build(wrong_count)
 
 
-def test_two_training_iterations_with_the_rein_recipe_move_only_rein_and_the_head():
+def test_two_training_iterations_with_the_rein_recipe_move_only_rein_and_the_head(pretrained):
     torch.manual_seed(0)
-    model = rein_segmentor()
+    model = rein_segmentor(pretrained)
     recipe = Config.fromfile(str(REIN_CONFIG))
     wrapper = build_optim_wrapper(model, resolve_amp(recipe.optim_wrapper, device="cpu"))
     names = {id(p): n for n, p in model.named_parameters()}
@@ -148,16 +148,17 @@ def test_two_training_iterations_with_the_rein_recipe_move_only_rein_and_the_hea
     assert {n for n in changed if n.startswith("backbone.")} == {
         f"backbone.vit.rein.{n}" for n, _ in model.backbone.vit.rein.named_parameters()}
 
-    # the trained Rein tensors (and head), loaded into a fresh model, give the same predictions
+    # the trained Rein tensors and head, loaded into a fresh model on the same pretrained weights, give the same
+    # predictions
     torch.manual_seed(1)
-    fresh = rein_segmentor()
-    fresh.backbone.vit.rein.load_state_dict(model.backbone.vit.rein.state_dict())
-    fresh.decode_head.load_state_dict(model.decode_head.state_dict())
-    fresh.backbone.vit.load_state_dict(model.backbone.vit.state_dict())  # the (untrained) base weights
+    fresh = rein_segmentor(pretrained)
     model.eval(), fresh.eval()
     test_batch = make_batch(num_images=1, size=64, seed=3)
     with torch.no_grad():
         expected = model.test_step(test_batch)[0].seg_logits.data
+        assert not torch.allclose(fresh.test_step(test_batch)[0].seg_logits.data, expected)
+        fresh.backbone.vit.rein.load_state_dict(model.backbone.vit.rein.state_dict())
+        fresh.decode_head.load_state_dict(model.decode_head.state_dict())
         assert torch.equal(fresh.test_step(test_batch)[0].seg_logits.data, expected)
 
 
