@@ -27,6 +27,7 @@ from mmengine.model import BaseModule
 from torch.utils.checkpoint import checkpoint
 
 from soma.peft import SoMALinear, build_peft_config, trainable_parameters
+from soma.peft.base import AdapterModule, BlockRefiner
 
 from ...utils.checkpoint import load_weights
 
@@ -229,6 +230,9 @@ class FoundationViT(BaseModule):
         # Adapter parameters are created by the SVD split, never loaded from a pretrained file.
         adapter_keys = {k for k in own for n in wrapped
                         if k.startswith(f"{n}.") and not k.startswith(f"{n}.base_layer.")}
+        # ... nor are modules a method adds next to the pretrained ones (Rein's tokens).
+        added = [n for n, m in self.vit.named_modules() if isinstance(m, AdapterModule)]
+        adapter_keys |= {k for k in own for n in added if k.startswith(f"{n}.")}
         missing = sorted(set(own) - set(remapped) - adapter_keys)
         unexpected = sorted(set(remapped) - set(own))
         if missing:
@@ -291,16 +295,30 @@ class FoundationViT(BaseModule):
         """Index of the first block with a trainable parameter (found by structure, not by name).
 
         Read from the current ``requires_grad`` flags at every use, so that freezing or unfreezing after
-        construction (``requires_grad_``) takes effect instead of leaving blocks under no-grad.
+        construction (``requires_grad_``) takes effect instead of leaving blocks under no-grad. A block refiner
+        (Rein) counts for the first block it refines, wherever it sits in the ViT.
         """
         blocks = self.vit.blocks
-        stem_trained = any(p.requires_grad for n, p in self.vit.named_parameters() if not n.startswith("blocks."))
+        refiners = self._block_refiners()
+        refiner_params = {id(p) for group in refiners.values() for refiner in group for p in refiner.parameters()}
+        stem_trained = any(p.requires_grad for n, p in self.vit.named_parameters()
+                           if not n.startswith("blocks.") and id(p) not in refiner_params)
         if stem_trained:
             return 0
         for index, block in enumerate(blocks):
-            if any(p.requires_grad for p in block.parameters()):
+            parts = [block, *refiners.get(index, ())]
+            if any(p.requires_grad for part in parts for p in part.parameters()):
                 return index
         return len(blocks)
+
+    def _block_refiners(self) -> dict[int, list[BlockRefiner]]:
+        """The ViT's block refiners (found by type, e.g. Rein's tokens), by index of each block they refine."""
+        refiners: dict[int, list[BlockRefiner]] = {}
+        for module in self.vit.modules():
+            if isinstance(module, BlockRefiner):
+                for index in module.refined_blocks:
+                    refiners.setdefault(index, []).append(module)
+        return refiners
 
     def train(self, mode: bool = True) -> "FoundationViT":
         """Keep the frozen stem and blocks in eval mode (no dropout/drop-path in parts that do not train)."""
@@ -308,7 +326,7 @@ class FoundationViT(BaseModule):
         first_trained = self._find_first_trained_block() if mode else 0
         if first_trained > 0:
             for name, module in self.vit.named_children():
-                if name != "blocks":
+                if name != "blocks" and not isinstance(module, BlockRefiner):
                     module.eval()
             for block in self.vit.blocks[:first_trained]:
                 block.eval()
@@ -320,11 +338,15 @@ class FoundationViT(BaseModule):
         """Per-block feature maps (B, C, H/p, W/p) of blocks ``indices`` (default ``out_indices``).
 
         The stem and blocks before the first trained block run without autograd: nothing there needs a
-        gradient, so no activations are kept for them.
+        gradient, so no activations are kept for them. Block refiners attached to the ViT (Rein) refine the
+        tokens right after the blocks they name, before the output is taken and the next block runs.
         """
         indices = tuple(self.out_indices if indices is None else indices)
         norm = self.final_norm if norm is None else norm
         batch, _, height, width = x.shape
+        grid_h, grid_w = self.vit.patch_embed.dynamic_feat_size((height, width))
+        prefix = self.vit.num_prefix_tokens
+        refiners = self._block_refiners()
         first_trained = self._find_first_trained_block() if torch.is_grad_enabled() else len(self.vit.blocks)
         with torch.set_grad_enabled(torch.is_grad_enabled() and first_trained == 0):
             tokens, block_kwargs = self._embed(x)
@@ -336,10 +358,10 @@ class FoundationViT(BaseModule):
                     tokens = checkpoint(self._run_block, block, tokens, use_reentrant=False, **block_kwargs)
                 else:
                     tokens = self._run_block(block, tokens, **block_kwargs)
+                for refiner in refiners.get(index, ()):
+                    tokens = refiner.refine(tokens, index, prefix, (grid_h, grid_w))
             if index in indices:
                 outputs.append(self.vit.norm(tokens) if norm else tokens)
-        grid_h, grid_w = self.vit.patch_embed.dynamic_feat_size((height, width))
-        prefix = self.vit.num_prefix_tokens
         return [o[:, prefix:].reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous() for o in outputs]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
