@@ -31,6 +31,8 @@ def runtime(monkeypatch):
     monkeypatch.setitem(prefix_to_backends, "", prefix_to_backends[""])
     monkeypatch.setattr(mmengine_io, "backend_instances", dict(mmengine_io.backend_instances))
     monkeypatch.setattr(checkpoint, "_trusted_paths", set())
+    if "apply" in vars(MultiScaleDeformableAttnFunction):  # replaced earlier in the session: mmcv's own for now
+        monkeypatch.delattr(MultiScaleDeformableAttnFunction, "apply")
     monkeypatch.setattr(MultiScaleDeformableAttnFunction, "apply", MultiScaleDeformableAttnFunction.apply)
     monkeypatch.delenv("SOMA_MSDA_PYTORCH", raising=False)
     return setup_runtime
