@@ -72,3 +72,16 @@ def test_a_per_domain_metric_over_datasets_without_domains_is_refused_at_build_t
                                     "soma/dino_dinov2-l_soma_dwd.py"])
 def test_published_configs_keep_the_contract(config):
     check_domain_datasets(Config.fromfile(str(REPO / "configs" / config)))
+
+
+def test_tools_refuse_it_before_building_anything(tmp_path):
+    from soma.apis import training
+
+    from ..test_tools.test_train import CONFIG
+
+    config = tmp_path / "no_domains.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "no_data_needed").replace(
+        'val_evaluator = dict(type="IoUMetric", iou_metrics=["mIoU"])', 'val_evaluator = dict(type="DomainIoUMetric")'))
+    with pytest.raises(SystemExit, match=r"^error: `val_evaluator` is DomainIoUMetric, .* CityscapesDataset gives"):
+        training.main([str(config), "--work-dir", str(tmp_path / "work")])
+    assert not (tmp_path / "work").exists()
