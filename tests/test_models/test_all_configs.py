@@ -11,7 +11,7 @@ from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
 from soma.utils import check_config_types
-from tools.test import evaluation_resolutions
+from soma.apis.testing import evaluation_resolutions
 
 from ..conftest import REPO
 
