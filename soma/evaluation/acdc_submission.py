@@ -113,8 +113,8 @@ def submission_test_config(cfg: Config, checkpoint: str | Path, test_datasets: S
     cfg.load_from = str(checkpoint)
     cfg.strict_loading = strict
     cfg.work_dir = str(work_dir)
-    if cfg.get("visualizer"):  # a visualizer of its own, with this work dir (not a fixed name's earlier instance)
-        cfg.visualizer.pop("name", None)
+    if cfg.get("visualizer"):  # an instance of its own, saving into this work dir (not an earlier run's)
+        cfg.visualizer.name = f"visualizer_{Path(work_dir).name}"
     backbone = (cfg.get("model") or {}).get("backbone") or {}
     if backbone.get("peft") is not None and is_merged_checkpoint(checkpoint):
         backbone.peft = None  # the adapters are already folded into the saved weights
