@@ -52,9 +52,14 @@ def check_class_ids(pred: torch.Tensor, label: torch.Tensor, num_classes: int, i
                           f"{num_classes} (or evaluate on the dataset it was trained for).")
 
 
-def _percent_mean(values: np.ndarray) -> float:
-    """The class average in percent, NaN classes left out (mmseg's ``nanmean``), NaN without any class."""
-    return float(np.nanmean(values)) * 100 if np.isfinite(values).any() else math.nan
+def _summary(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """mmseg's summary of its per-class scores, in percent: ``aAcc`` and the class averages ``mIoU``, ``mAcc``, ...
+    (NaN classes left out, as mmseg's ``nanmean``; NaN without any class)."""
+    def class_average(values: np.ndarray) -> float:
+        return float(np.nanmean(values)) * 100 if np.isfinite(values).any() else math.nan
+
+    return {key if key == "aAcc" else f"m{key}": float(values) * 100 if key == "aAcc" else class_average(values)
+            for key, values in scores.items()}
 
 
 @METRICS.register_module()
@@ -138,10 +143,7 @@ class DomainIoUMetric(IoUMetric):
         if unknown:
             raise KeyError(f"`mean_over` names domains {unknown} that the test set does not have; it has {domains}.")
         per_class = {name: self._per_class_scores(image_areas) for name, image_areas in areas.items()}
-        summary = {name: {("aAcc" if key == "aAcc" else f"m{key}"): (float(values) * 100 if key == "aAcc"
-                                                                    else _percent_mean(values))
-                          for key, values in scores.items()}
-                   for name, scores in per_class.items()}
+        summary = {name: _summary(scores) for name, scores in per_class.items()}
         metrics: dict[str, float] = {}
         for name, scores in summary.items():
             metrics.update({f"{name}/{key}": round(value, 2) for key, value in scores.items()})

@@ -156,6 +156,16 @@ def test_padded_samples_of_the_sampler_are_not_counted():
     assert padded.evaluate(4) == exact.evaluate(4)
 
 
+def test_pooled_pixel_counts_stay_exact_past_float32(tmp_path):
+    """mmseg's per-image areas are float32 (exact per image); summed in float32 over many images, counts past
+    2**24 would be rounded. Three images of 2**23 + 1 correct pixels out of 2**23 + 3 in class a."""
+    image = ("citys", *(torch.tensor([value, 0.0, 0.0]) for value in (2**23 + 1, 2**23 + 3, 2**23 + 1, 2**23 + 3)))
+    m = metric(output_file=str(tmp_path / "per_class.json"))
+    m.compute_metrics([image] * 3)
+    accuracy = json.loads((tmp_path / "per_class.json").read_text())["per_class"]["citys"]["Acc"]["a"]
+    assert accuracy == pytest.approx(100 * (3 * (2**23 + 1)) / (3 * (2**23 + 3)), rel=1e-12)
+
+
 def test_predictions_outside_the_classes_are_refused():
     """mmseg's per-class histograms drop ids outside the classes: a head with more classes would lose its wrong
     predictions from the counts (and `label * K + pred` counting would put them in another class's cell)."""
