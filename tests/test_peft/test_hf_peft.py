@@ -37,7 +37,7 @@ def test_lora_by_name_blocks_and_freezing():
     expected = model(x).detach()
     apply_hf_peft(model, lora())
     layers = adapter_layers(model)
-    assert sorted(layers) == [f"blocks.{b}.{m}" for b in (2, 3) for m in ("attn.proj", "attn.qkv", "mlp.fc1", "mlp.fc2")]
+    assert sorted(layers) == [f"blocks.{b}.{m}" for b in (2, 3) for m in sorted(TARGETS)]
     assert torch.allclose(model(x), expected, atol=1e-6)  # B = 0 at init
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".lora_" in n and n.startswith(("blocks.2.", "blocks.3.")) for n in trainable)
