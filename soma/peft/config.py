@@ -1,4 +1,7 @@
-"""Configuration of SoMA adaptation: which linear layers are adapted, and how (arXiv:2412.04077, §3).
+"""Configuration of the low-rank adapter methods: which linear layers are adapted, and how (SoMA: arXiv:2412.04077, §3).
+
+:class:`LowRankConfig` holds the choice of layers, ranks and blocks that SoMA, LoRA/PiSSA and DoRA share;
+:class:`SoMAConfig` adds SoMA's initialisation options.
 
 Modelled on peft's ``LoraConfig``: a typed dataclass validated in ``__post_init__``, with per-layer choices
 (block range, ``rank_pattern``) expressed as data rather than code.

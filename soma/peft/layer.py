@@ -12,6 +12,10 @@ A and B are the minor factors (as above) of a *random* ``nn.Linear`` default ini
 the function starts at ``W + scale·B₀A₀`` (that code decomposes the layer before the pretrained weights load, and
 the load then overwrites only the residual slot with W). The layer wraps the original ``nn.Linear`` as
 ``base_layer`` (peft's composition pattern), so nothing is copied and unwrapping is exact.
+
+:class:`LowRankLinear` holds what the low-rank methods share (``lora_A``/``lora_B``, fused slices, merging, the
+adapter branch of the forward; DoRA builds on it too); :class:`SoMALinear` adds SoMA's initialisations. The SoMA
+method itself (:func:`apply_soma`, :func:`initialize_soma`, :func:`soma_layers`) is at the end of this module.
 """
 from __future__ import annotations
 
