@@ -72,7 +72,8 @@ class HFPeftConfig:
         if not isinstance(self.config, dict) or not isinstance(self.config.get("type"), str):
             raise ValueError("`config` must be a dict with `type` naming a peft config class, e.g. "
                              f"dict(type='LoraConfig', r=16, lora_alpha=16), got {self.config!r}.")
-        self.config = dict(self.config)
+        # plain data (an mmengine ConfigDict has to_dict()), so that adapter files hold no config classes
+        self.config = self.config.to_dict() if hasattr(self.config, "to_dict") else copy.deepcopy(dict(self.config))
         if isinstance(self.target_modules, list):
             self.target_modules = tuple(self.target_modules)
         for name in ("start_block", "end_block"):
