@@ -1,21 +1,22 @@
-"""Evaluate with the SoMA adapters merged into their base weights, train with them apart."""
+"""Evaluate with the adapters (any method) merged into their base weights, train with them apart."""
 from __future__ import annotations
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from soma.peft import merge_soma, soma_layers, unmerge_soma
+from soma.peft import adapter_layers, merge_adapters, unmerge_adapters
 
 __all__ = ["MergeAdaptersHook"]
 
 
 @HOOKS.register_module()
 class MergeAdaptersHook(Hook):
-    """Fold every ``scale·BA`` into its base weight for validation and testing, and take it out afterwards.
+    """Fold every adapter layer into its base weight for validation and testing, and take it out afterwards.
 
     Merged, an adapted Linear costs what the plain Linear costs, so evaluation runs at the speed of the
-    un-adapted backbone with the same outputs (up to float rounding). Models without SoMA layers (frozen,
-    full fine-tuning, an already merged checkpoint) are left alone.
+    un-adapted backbone with the same outputs (up to float rounding). Models without adapter layers (frozen,
+    full fine-tuning, an already merged checkpoint) are left alone; adapter modules (which have no weight to
+    fold into) stay as they are.
 
     Order with mmengine's ``EMAHook`` (priority ``NORMAL``), which swaps the averaged weights in at
     ``before_val_epoch`` and out at ``after_val_epoch``: the merge must act on the weights that are
@@ -26,7 +27,7 @@ class MergeAdaptersHook(Hook):
     round trip changes the frozen weights by float rounding only (about one ulp).
 
     Args:
-        safe_merge: check merged weights for NaN/Inf before writing them (see :func:`soma.peft.merge_soma`).
+        safe_merge: check merged weights for NaN/Inf before writing them (see :func:`soma.peft.merge_adapters`).
     """
 
     priority = "ABOVE_NORMAL"
@@ -36,16 +37,16 @@ class MergeAdaptersHook(Hook):
 
     @staticmethod
     def _layers_merged(runner) -> list[bool]:
-        return [layer.merged for layer in soma_layers(runner.model).values()]
+        return [layer.merged for layer in adapter_layers(runner.model).values()]
 
     def _merge(self, runner) -> None:
-        # soma_layers walks named_modules(), so DDP and TTA wrappers need no unwrapping.
+        # adapter_layers walks named_modules(), so DDP and TTA wrappers need no unwrapping.
         if not all(self._layers_merged(runner)):
-            merge_soma(runner.model, safe_merge=self.safe_merge)
+            merge_adapters(runner.model, safe_merge=self.safe_merge)
 
     def _unmerge(self, runner) -> None:
         if any(self._layers_merged(runner)):
-            unmerge_soma(runner.model)
+            unmerge_adapters(runner.model)
 
     def before_val_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         self._merge(runner)

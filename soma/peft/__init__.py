@@ -1,9 +1,12 @@
-"""SoMA (Singular value decomposed Minor components Adaptation) for any ``nn.Module``, in pure PyTorch.
+"""Adapter methods for any ``nn.Module``, in pure PyTorch: SoMA (and PiSSA, LoRA), DoRA, and any HF peft tuner.
 
-Paper: "SoMA: Singular Value Decomposed Minor Components Adaptation for Domain Generalizable Representation
-Learning", arXiv:2412.04077. Layout follows peft's tuners/lora: :mod:`.config` (the dataclass), :mod:`.layer`
-(the adapted Linear), :mod:`.model` (injection, freezing, merging), :mod:`.state` (adapter state dicts) and
-:mod:`.decompose` (the exact float64 partial SVD).
+SoMA paper: "SoMA: Singular Value Decomposed Minor Components Adaptation for Domain Generalizable Representation
+Learning", arXiv:2412.04077. Layout follows peft's tuners: :mod:`.base` (the adapter protocol every method
+implements: :class:`AdapterLayer`, :class:`AdapterModule`), :mod:`.config` (the dataclasses), :mod:`.layer`
+(SoMA's adapted Linear and the SoMA method), :mod:`.dora` (DoRA), :mod:`.hf_peft` (HF peft tuners, peft imported
+only when used), :mod:`.model` (finding, freezing, merging, unloading, counting, for every method), :mod:`.state`
+(adapter state dicts), :mod:`.registry` (methods by name, ``peft=dict(type=...)``) and :mod:`.decompose` (the
+exact float64 partial SVD).
 
 Example::
 
@@ -12,17 +15,22 @@ Example::
                                  start_block=8))
     print(trainable_parameters(model))
 """
-from .config import SoMAConfig
+from .base import AdapterLayer, AdapterModule, adapter_tensor_names, register_adapter_layer_view
+from .config import LowRankConfig, SoMAConfig
 from .decompose import svd_components
-from .layer import SoMALinear
-from .model import (TrainableSummary, apply_soma, initialize_soma, merge_soma, soma_layers, trainable_parameters,
-                    unload_soma, unmerge_soma)
+from .layer import LowRankLinear, SoMALinear, apply_soma, initialize_soma, soma_layers
+from .model import (TrainableSummary, adapter_key_layer, adapter_layers, adapter_modules, inject_adapter_layers,
+                    is_adapter_key, mark_only_adapters_trainable, merge_adapters, merge_soma, trainable_parameters,
+                    unload_adapters, unload_soma, unmerge_adapters, unmerge_soma)
 from .registry import PEFT_METHODS, PeftMethod, build_peft_config, peft_method, register_peft_method
 from .rein import ReinConfig, Reins, apply_rein, initialize_rein, rein_modules
-from .state import load_soma_state_dict, soma_state_dict
+from .state import adapter_state_dict, load_adapter_state_dict, load_soma_state_dict, soma_state_dict
 
 register_peft_method("SoMA", SoMAConfig, apply_soma, initialize_soma)
 register_peft_method("Rein", ReinConfig, apply_rein, initialize_rein)
+
+from .dora import DoRAConfig, DoRALinear, apply_dora, initialize_dora  # noqa: E402  (registers "DoRA")
+from .hf_peft import HFPeftConfig, HFTunerLayer, apply_hf_peft, initialize_hf_peft  # noqa: E402  ("HFPeft")
 
 __all__ = [
     "SoMAConfig",
@@ -39,6 +47,14 @@ __all__ = [
     # also used by the backbones and tools: deferred SVD split, and the adapted layers by name
     "initialize_soma",
     "soma_layers",
+    # the adapter protocol and the functions that work for every method
+    "AdapterLayer", "AdapterModule", "LowRankConfig", "LowRankLinear", "register_adapter_layer_view",
+    "adapter_layers", "adapter_modules", "merge_adapters", "unmerge_adapters", "unload_adapters",
+    "mark_only_adapters_trainable", "inject_adapter_layers", "adapter_state_dict", "load_adapter_state_dict",
+    "is_adapter_key", "adapter_key_layer", "adapter_tensor_names",
+    # the other methods
+    "DoRAConfig", "DoRALinear", "apply_dora", "initialize_dora",
+    "HFPeftConfig", "HFTunerLayer", "apply_hf_peft", "initialize_hf_peft",
     # adapter methods by name (`peft=dict(type=...)`)
     "PEFT_METHODS", "PeftMethod", "build_peft_config", "peft_method", "register_peft_method",
     # Rein (arXiv:2312.04265)

@@ -8,26 +8,50 @@ Two kinds of adapter parts exist:
   and saved like an adapter, but it has no weight to fold into, so merging leaves it in place.
 
 The model-level functions (finding, merging, saving adapters) only use these classes, never a method's name.
+Layers of other libraries (HF peft's tuner layers) take part through a *view*: an :class:`AdapterLayer` that
+reads and drives the foreign layer without being part of the model (:func:`register_adapter_layer_view`).
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
-__all__ = ["AdapterLayer", "AdapterModule"]
+__all__ = ["AdapterLayer", "AdapterModule", "register_adapter_layer_view", "as_adapter_layer",
+           "adapter_tensor_names"]
 
 
 class AdapterLayer(nn.Module):
-    """An adapted layer: ``base_layer`` (frozen, possibly holding a residual) plus trainable adapter tensors."""
+    """An adapted layer: ``base_layer`` (frozen, possibly holding a residual) plus trainable adapter tensors.
 
+    Subclasses set :attr:`method_name` and :attr:`adapter_tensor_names` and implement the methods that raise
+    ``NotImplementedError``. The wrapped layer lives at :attr:`base_layer_name` (``"base_layer"``), so its
+    pretrained weights load under ``<layer>.base_layer.<weight>``.
+    """
+
+    method_name: ClassVar[str] = "adapter"  # names the method in messages ("SoMA", "DoRA")
+    # Names of the adapter tensors in state-dict keys (``<layer>.lora_A``): how a checkpoint's adapter keys are told
+    # apart from base weights without building the model (see :func:`soma.peft.is_adapter_key`).
+    adapter_tensor_names: ClassVar[tuple[str, ...]] = ()
+    base_layer_name: ClassVar[str] = "base_layer"
     base_layer: nn.Module
 
     @property
     def merged(self) -> bool:
         """Whether the adapter is currently folded into ``base_layer``'s weight."""
         raise NotImplementedError
+
+    @property
+    def adapted_matrices(self) -> int:
+        """How many weight matrices the layer adapts (a fused q/k/v layer adapted slice by slice counts 3)."""
+        return 1
+
+    @property
+    def layer_type(self) -> str:
+        """The adapted layer's kind, stored in adapter files and checked when they are loaded."""
+        return type(self).__name__
 
     def initialize(self, generator: torch.Generator | None = None) -> None:
         """Take the method's initialisation from the current (pretrained) base weight."""
@@ -53,9 +77,29 @@ class AdapterLayer(nn.Module):
         """Plain-data facts an adapter file must agree on (shapes, rank, ...) to be loaded into this layer."""
         raise NotImplementedError
 
+    @torch.no_grad()
+    def frozen_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The frozen base weight the adapter sits on, the same whether merged or not (in ``dtype``).
+
+        The default suits additive adapters (merged weight = base + ``delta_weight()``); the difference is
+        taken in float64, so that low-precision models lose as little as possible.
+        """
+        weight = self.base_layer.weight.detach()
+        if self.merged:
+            weight = weight.to(torch.float64) - self.delta_weight().to(torch.float64)
+        return weight.to(dtype or self.base_layer.weight.dtype)
+
+    def unwrapped(self) -> nn.Module:
+        """The module that replaces this layer in the model when the adapters are unloaded."""
+        return self.base_layer
+
 
 class AdapterModule(nn.Module):
     """A trainable module an adapter method adds to the model; it has no base weight to merge into."""
+
+    method_name: ClassVar[str] = "adapter"
+    # Parameter names that mark a checkpoint key as this module's (see AdapterLayer.adapter_tensor_names).
+    adapter_tensor_names: ClassVar[tuple[str, ...]] = ()
 
     def trained_tensors(self) -> dict[str, torch.Tensor]:
         """All of the module's parameters, by name relative to the module."""
@@ -64,6 +108,49 @@ class AdapterModule(nn.Module):
     def layer_info(self) -> dict[str, Any]:
         """Parameter shapes, checked when an adapter file is loaded."""
         return {name: list(param.shape) for name, param in self.named_parameters()}
+
+
+# A view: (is_foreign_layer(module), make_view(module) -> AdapterLayer, adapter tensor names()).
+_LAYER_VIEWS: list[tuple[Callable[[nn.Module], bool], Callable[[nn.Module], AdapterLayer],
+                         Callable[[], tuple[str, ...]]]] = []
+
+
+def register_adapter_layer_view(matches: Callable[[nn.Module], bool], make_view: Callable[[nn.Module], AdapterLayer],
+                                tensor_names: Callable[[], tuple[str, ...]] = tuple) -> None:
+    """Let the model-level functions treat foreign adapted layers (``matches(module)``) as :class:`AdapterLayer`.
+
+    Args:
+        matches: whether a module is such a layer; called on every module of a model, so it must be cheap.
+        make_view: the :class:`AdapterLayer` that reads and drives the foreign layer (not part of the model).
+        tensor_names: the foreign layers' adapter tensor names, as they appear in state-dict keys.
+    """
+    _LAYER_VIEWS.append((matches, make_view, tensor_names))
+
+
+def as_adapter_layer(module: nn.Module) -> AdapterLayer | None:
+    """``module`` itself if it is an :class:`AdapterLayer`, its registered view if it has one, else ``None``."""
+    if isinstance(module, AdapterLayer):
+        return module
+    for matches, make_view, _ in _LAYER_VIEWS:
+        if matches(module):
+            return make_view(module)
+    return None
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+def adapter_tensor_names() -> frozenset[str]:
+    """The adapter tensor names of every known adapter class (imported subclasses and registered views)."""
+    names = {name for cls in _subclasses(AdapterLayer) + _subclasses(AdapterModule)
+             for name in cls.adapter_tensor_names}
+    for _, _, tensor_names in _LAYER_VIEWS:
+        names.update(tensor_names())
+    return frozenset(names)
 
 
 class BlockRefiner(AdapterModule):

@@ -1,4 +1,7 @@
-"""Configuration of SoMA adaptation: which linear layers are adapted, and how (arXiv:2412.04077, §3).
+"""Configuration of the low-rank adapter methods: which linear layers are adapted, and how (SoMA: arXiv:2412.04077, §3).
+
+:class:`LowRankConfig` holds the choice of layers, ranks and blocks that SoMA, LoRA/PiSSA and DoRA share;
+:class:`SoMAConfig` adds SoMA's initialisation options.
 
 Modelled on peft's ``LoraConfig``: a typed dataclass validated in ``__post_init__``, with per-layer choices
 (block range, ``rank_pattern``) expressed as data rather than code.
@@ -7,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 INIT_MODES = ("minor", "principal", "lora", "released")
 SVD_METHODS = ("auto", "gram", "svd")
@@ -33,26 +36,20 @@ def _name_matches(module_name: str, key: str) -> bool:
 
 
 @dataclass
-class SoMAConfig:
-    """Which linear layers SoMA adapts, and how.
+class LowRankConfig:
+    """Which linear layers a low-rank adapter method adapts (shared by SoMA, LoRA/PiSSA and DoRA).
 
     Args:
         r: rank of each adapter (per q/k/v slice for fused layers). Default: 16.
         alpha: scaling numerator, ``scale = alpha / r``. ``None`` means ``alpha = r`` (scale 1).
-        init: ``"minor"`` adapts the r smallest singular components (SoMA), ``"principal"`` the r largest
-            (PiSSA), ``"lora"`` is plain LoRA (Kaiming-uniform A, zero B, base weight untouched).
-            ``"released"`` reproduces what the official SoMA code (github ysj9909/SoMA) trains: the adapters
-            hold the r smallest singular triplets of a *random* ``nn.Linear`` default initialisation (float32
-            SVD), the base weight keeps the pretrained W, so training starts at ``W + scale·B₀A₀``
-            (see :func:`soma.peft.initialize_soma` for how the random weights are drawn).
         target_modules: a tuple of module names, each matched exactly or as a dotted suffix (``"attn.qkv"``
             matches ``"blocks.3.attn.qkv"``); a single string is one regex matched with ``re.fullmatch``
             against the full module name. The default names the attention and MLP linears of a timm/DINOv2-style
             block; bare suffixes such as ``"proj"`` would also match ``patch_embed.proj`` (a Conv2d) outside the
             blocks.
-        fused_splits: targets whose name ends with a key (exactly or as a dotted suffix) are decomposed as
-            that many equal output slices (fused q/k/v), each with its own SVD and rank-r adapter, exactly as
-            if they were separate layers. Default: ``{"qkv": 3}``.
+        fused_splits: targets whose name ends with a key (exactly or as a dotted suffix) are adapted as
+            that many equal output slices (fused q/k/v), each with its own rank-r adapter, exactly as if they
+            were separate layers. Default: ``{"qkv": 3}``.
         start_block: only modules whose name holds a block index ``>= start_block`` are adapted; earlier
             blocks stay frozen without adapters.
         end_block: if set, only blocks ``< end_block`` are adapted.
@@ -62,15 +59,12 @@ class SoMAConfig:
         rank_pattern: regex (``re.search`` on the module name) → rank override; the first matching entry
             wins (as in peft). Rank 0 disables the adaptation of that module.
         train_bias: the biases of adapted layers are trained too.
-        svd_method: ``"svd"`` (float64 ``torch.linalg.svd``), ``"gram"`` (float64 Gram matrix + symmetric
-            eigensolver) or ``"auto"`` (the one measured faster on the layer's device type).
-        init_seed: seed of the random weights of ``init="released"`` (the official configs' runtime seed is 42);
-            unused by the other modes.
     """
+
+    method_name: ClassVar[str] = "low-rank"  # names the method in error messages
 
     r: int = 16
     alpha: float | None = None
-    init: Literal["minor", "principal", "lora", "released"] = "minor"
     target_modules: tuple[str, ...] | str = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
     fused_splits: dict[str, int] = field(default_factory=lambda: {"qkv": 3})
     start_block: int = 0
@@ -78,8 +72,6 @@ class SoMAConfig:
     block_pattern: str = r"(?:^|\.)blocks\.(\d+)\."
     rank_pattern: dict[str, int] = field(default_factory=dict)
     train_bias: bool = True
-    svd_method: Literal["auto", "gram", "svd"] = "auto"
-    init_seed: int = 42
 
     def __post_init__(self) -> None:
         if not _is_int(self.r) or self.r <= 0:
@@ -87,10 +79,6 @@ class SoMAConfig:
         if self.alpha is not None and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float))
                                        or not self.alpha > 0):
             raise ValueError(f"`alpha` must be a positive number or None (meaning alpha = r), got {self.alpha!r}.")
-        if self.init not in INIT_MODES:
-            raise ValueError(f"`init` must be one of {INIT_MODES}, got {self.init!r}.")
-        if self.svd_method not in SVD_METHODS:
-            raise ValueError(f"`svd_method` must be one of {SVD_METHODS}, got {self.svd_method!r}.")
         self._check_targets()
         if not isinstance(self.fused_splits, dict):
             raise ValueError(f"`fused_splits` must be a dict of name suffix -> slice count, got {self.fused_splits!r}.")
@@ -115,8 +103,6 @@ class SoMAConfig:
             _check_regex(f"rank_pattern[{pattern!r}]", pattern)
             if not _is_int(rank) or rank < 0:
                 raise ValueError(f"`rank_pattern[{pattern!r}]` must be an int >= 0 (0 disables), got {rank!r}.")
-        if not _is_int(self.init_seed) or self.init_seed < 0:
-            raise ValueError(f"`init_seed` must be an int >= 0, got {self.init_seed!r}.")
         if not isinstance(self.train_bias, bool):
             raise ValueError(f"`train_bias` must be a bool, got {self.train_bias!r}.")
 
@@ -144,18 +130,18 @@ class SoMAConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SoMAConfig:
+    def from_dict(cls, data: dict[str, Any]) -> LowRankConfig:
         """Build from a dict (config files, checkpoints): the inverse of :meth:`to_dict`.
 
         Raises:
             ValueError: ``data`` has keys that are not fields of this class.
         """
         if not isinstance(data, dict):
-            raise ValueError(f"a SoMA config must be a dict, got {type(data).__name__}.")
+            raise ValueError(f"a {cls.method_name} config must be a dict, got {type(data).__name__}.")
         valid = [f.name for f in fields(cls)]
         unknown = sorted(set(data) - set(valid))
         if unknown:
-            raise ValueError(f"unknown SoMA option(s) {unknown}; valid options are {valid}.")
+            raise ValueError(f"unknown {cls.method_name} option(s) {unknown}; valid options are {valid}.")
         return cls(**data)
 
     # ------------------------------------------------------------------ per-module rules
@@ -194,3 +180,38 @@ class SoMAConfig:
             if _name_matches(module_name, key):
                 return splits
         return 1
+
+
+@dataclass
+class SoMAConfig(LowRankConfig):
+    """Which linear layers SoMA adapts (the :class:`LowRankConfig` fields), and how.
+
+    Args:
+        init: ``"minor"`` adapts the r smallest singular components (SoMA), ``"principal"`` the r largest
+            (PiSSA), ``"lora"`` is plain LoRA (Kaiming-uniform A, zero B, base weight untouched).
+            ``"released"`` reproduces what the official SoMA code (github ysj9909/SoMA) trains: the adapters
+            hold the r smallest singular triplets of a *random* ``nn.Linear`` default initialisation (float32
+            SVD), the base weight keeps the pretrained W, so training starts at ``W + scale·B₀A₀``
+            (see :func:`soma.peft.initialize_soma` for how the random weights are drawn).
+        svd_method: ``"svd"`` (float64 ``torch.linalg.svd``), ``"gram"`` (float64 Gram matrix + symmetric
+            eigensolver) or ``"auto"`` (the one measured faster on the layer's device type).
+        init_seed: seed of the random weights of ``init="released"`` (the official configs' runtime seed is 42);
+            unused by the other modes.
+
+    Fused layers (``fused_splits``) are decomposed slice by slice, each with its own SVD.
+    """
+
+    method_name: ClassVar[str] = "SoMA"
+
+    init: Literal["minor", "principal", "lora", "released"] = "minor"
+    svd_method: Literal["auto", "gram", "svd"] = "auto"
+    init_seed: int = 42
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init not in INIT_MODES:
+            raise ValueError(f"`init` must be one of {INIT_MODES}, got {self.init!r}.")
+        if self.svd_method not in SVD_METHODS:
+            raise ValueError(f"`svd_method` must be one of {SVD_METHODS}, got {self.svd_method!r}.")
+        if not _is_int(self.init_seed) or self.init_seed < 0:
+            raise ValueError(f"`init_seed` must be an int >= 0, got {self.init_seed!r}.")

@@ -1,36 +1,68 @@
-"""Injecting SoMA into any ``nn.Module``: selection, freezing, merging, unloading (arXiv:2412.04077).
+"""Model-level adapter functions for every method: injection, freezing, finding, merging, unloading, counting.
 
 Follows peft's ``inject_adapter`` / ``_mark_only_adapters_as_trainable`` / ``merge_and_unload``: targets are
 found by module name (exact, dotted suffix or one regex), wrapped by composition, and the trainable parameters
-are chosen by visiting the adapter layers rather than by matching parameter names.
+are chosen by visiting the adapter layers and modules (:mod:`soma.peft.base`) rather than by matching
+parameter names. Nothing here names a method: SoMA, DoRA and HF peft layers are all :class:`AdapterLayer`.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-
-import math
+from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .config import SoMAConfig
-from .layer import SoMALinear, check_rank, default_linear_weight
+from .base import AdapterLayer, AdapterModule, adapter_tensor_names, as_adapter_layer
 
-# The attribute under which apply_soma() records its config on the model (read by soma_state_dict()).
-CONFIG_ATTR = "soma_config"
-
-
-def soma_layers(model: nn.Module) -> dict[str, SoMALinear]:
-    """All :class:`SoMALinear` layers of ``model``, by module name (in module order)."""
-    return {name: module for name, module in model.named_modules() if isinstance(module, SoMALinear)}
+# The attribute under which a method's apply() records its config on the model (read by adapter_state_dict()).
+CONFIG_ATTR = "adapter_config"
 
 
+# ---------------------------------------------------------------------------------------------- finding
+def adapter_layers(model: nn.Module) -> dict[str, AdapterLayer]:
+    """Every adapted layer of ``model`` (any method, HF peft layers through their view), by module name."""
+    found = {}
+    for name, module in model.named_modules():
+        layer = as_adapter_layer(module)
+        if layer is not None:
+            found[name] = layer
+    return found
+
+
+def adapter_modules(model: nn.Module) -> dict[str, AdapterModule]:
+    """Every :class:`AdapterModule` of ``model`` (trained and saved, never merged), by module name."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, AdapterModule)}
+
+
+def adapter_key_layer(key: str) -> str | None:
+    """The module an adapter tensor's state-dict key belongs to, or ``None`` if ``key`` is no adapter tensor.
+
+    ``"backbone.vit.blocks.8.attn.qkv.lora_A"`` → ``"backbone.vit.blocks.8.attn.qkv"``; HF peft keys
+    (``"...qkv.lora_A.default.weight"``) likewise. Reads the key only (no model needed), from the adapter tensor
+    names of the known adapter classes (:func:`soma.peft.base.adapter_tensor_names`).
+    """
+    names = adapter_tensor_names()
+    parts = key.split(".")
+    for index in range(len(parts) - 1, 0, -1):
+        if parts[index] in names:
+            return ".".join(parts[:index])
+    return None
+
+
+def is_adapter_key(key: str) -> bool:
+    """Whether a state-dict key holds an adapter tensor (not a base weight); see :func:`adapter_key_layer`."""
+    return adapter_key_layer(key) is not None
+
+
+# ---------------------------------------------------------------------------------------------- injecting
 def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
-def _no_match_error(model: nn.Module, config: SoMAConfig) -> ValueError:
+def _no_match_error(model: nn.Module, config: Any) -> ValueError:
     names = [n for n, _ in model.named_modules() if n]
     named = [n for n in names if config.is_named_target(n)]
     linears = [n for n, m in model.named_modules() if n and isinstance(m, nn.Linear)]
@@ -43,34 +75,31 @@ def _no_match_error(model: nn.Module, config: SoMAConfig) -> ValueError:
                       "regex string).")
 
 
-def apply_soma(model: nn.Module, config: SoMAConfig | dict, initialize: bool = True) -> nn.Module:
-    """Wrap the targeted ``nn.Linear`` layers of ``model`` in :class:`SoMALinear`, in place.
+def check_not_adapted(model: nn.Module) -> None:
+    """Refuse to adapt a model that already has adapter layers."""
+    layers = adapter_layers(model)
+    if layers:
+        kinds = sorted({layer.layer_type for layer in layers.values()})
+        raise ValueError(f"adapters are already applied to this model ({len(layers)} adapter layers: {kinds}); "
+                         "call unload_adapters(model) first to apply them again.")
 
-    Every parameter of ``model`` is frozen; then each SoMA layer's ``lora_A``, ``lora_B`` and (with
-    ``train_bias``) its base bias are made trainable. All checks run before the model is touched.
 
-    Args:
-        model: any module (a timm ViT, a diffusers UNet, an ``nn.Sequential``) with its pretrained weights
-            already loaded: the SVD split is taken from the current weights.
-        config: a :class:`SoMAConfig` or a dict of its fields.
-        initialize: take the SVD split now. ``False`` wraps the layers with ``B = 0`` (output unchanged) for
-            models whose weights are loaded afterwards; call :func:`initialize_soma` once they are in place.
+def inject_adapter_layers(model: nn.Module, config: Any,
+                          make_layer: Callable[[nn.Linear, int, int], AdapterLayer]) -> nn.Module:
+    """Wrap the ``nn.Linear`` layers that ``config`` targets by ``make_layer(linear, rank, splits)``, in place.
 
-    Returns:
-        ``model`` itself, with the config recorded as ``model.soma_config``.
+    ``config`` is a :class:`soma.peft.config.LowRankConfig` (``is_target``, ``rank_for``, ``splits_for``).
+    Every parameter of ``model`` is frozen; then each adapter layer's trained tensors are made trainable. All
+    checks run before the model is touched, and the config is recorded as ``model.adapter_config``.
 
     Raises:
-        ValueError: SoMA is already applied, no module matches, every match has rank 0, or a rank does not fit
-            a layer.
+        ValueError: adapters are already applied, no module matches, every match has rank 0, or ``make_layer``
+            refuses a rank (the message names the layer).
         TypeError: a matched module is not an ``nn.Linear``.
     """
-    if isinstance(config, dict):
-        config = SoMAConfig.from_dict(config)
-    elif not isinstance(config, SoMAConfig):
-        raise TypeError(f"`config` must be a SoMAConfig or a dict, got {type(config).__name__}.")
-    if soma_layers(model):
-        raise ValueError("SoMA is already applied to this model (it contains SoMALinear layers); call "
-                         "unload_soma(model) first to apply it again.")
+    from .layer import check_rank  # the rank limits every low-rank layer shares
+
+    check_not_adapted(model)
     matched = [(name, module) for name, module in model.named_modules() if config.is_target(name)]
     if not matched:
         raise _no_match_error(model, config)
@@ -80,8 +109,9 @@ def apply_soma(model: nn.Module, config: SoMAConfig | dict, initialize: bool = T
         if rank == 0:  # disabled by rank_pattern
             continue
         if not isinstance(module, nn.Linear):
-            raise TypeError(f"target module '{name}' is a {type(module).__name__}; SoMA adapts nn.Linear only. "
-                            "Make `target_modules` more specific (e.g. 'attn.proj' instead of 'proj').")
+            raise TypeError(f"target module '{name}' is a {type(module).__name__}; {config.method_name} adapts "
+                            "nn.Linear only. Make `target_modules` more specific (e.g. 'attn.proj' instead of "
+                            "'proj').")
         splits = config.splits_for(name)
         try:
             check_rank(rank, module.out_features, module.in_features, splits)
@@ -93,126 +123,78 @@ def apply_soma(model: nn.Module, config: SoMAConfig | dict, initialize: bool = T
                          f"`rank_pattern`={config.rank_pattern!r}; nothing to adapt.")
     model.requires_grad_(False)
     for name, module, rank, splits in plan:
-        layer = SoMALinear(module, rank, alpha=config.alpha, init=config.init, splits=splits,
-                           train_bias=config.train_bias, svd_method=config.svd_method, initialize=initialize)
-        _set_submodule(model, name, layer)
-    _mark_trainable(model)
+        _set_submodule(model, name, make_layer(module, rank, splits))
+    mark_only_adapters_trainable(model)
     setattr(model, CONFIG_ATTR, config)
     return model
 
 
-def _mark_trainable(model: nn.Module) -> None:
-    """Trainable = adapters and chosen biases, found by visiting the SoMA layers (never by parameter names)."""
-    for layer in soma_layers(model).values():
-        layer.lora_A.requires_grad_(True)
-        layer.lora_B.requires_grad_(True)
-        layer.base_layer.weight.requires_grad_(False)
-        if layer.base_layer.bias is not None:
-            layer.base_layer.bias.requires_grad_(layer.train_bias)
-
-
-def initialize_soma(model: nn.Module) -> nn.Module:
-    """Take the SVD split of every SoMA layer from its current weights (after loading pretrained weights).
-
-    With ``init="released"`` the adapters instead get the minor part of the weights the model's constructor
-    would have drawn under ``torch.manual_seed(config.init_seed)``, as in the official SoMA code, which takes the
-    SVD at construction and loads the pretrained weights afterwards. The draws are replayed from a private
-    generator seeded with ``init_seed``: every ``nn.Linear`` and ``nn.Conv*`` of ``model``, adapted or not, in
-    module order, draws its default initialisation (weight, then bias), and a fused layer (``fused_splits``)
-    draws each output slice as a separate ``nn.Linear``. For a model built only of such layers in module order,
-    like DINOv2 (the official code builds patch embedding, then q, k, v, proj, fc1, fc2 of each block), this is
-    the exact stream of the official model's construction; other randomly initialised modules are not replayed.
-    """
-    layers = soma_layers(model)
-    config = getattr(model, CONFIG_ATTR, None)
-    if any(layer.init == "released" for layer in layers.values()):
-        seed = config.init_seed if config is not None else SoMAConfig.init_seed
-        _replay_construction(model, config, torch.Generator().manual_seed(seed))
-    for layer in layers.values():
-        if layer.init != "released":
-            layer.initialize()
+def mark_only_adapters_trainable(model: nn.Module) -> nn.Module:
+    """Freeze ``model`` except the adapter layers' trained tensors and the adapter modules' parameters."""
+    model.requires_grad_(False)
+    for layer in adapter_layers(model).values():
+        for tensor in layer.trained_tensors().values():
+            tensor.requires_grad_(True)
+    for module in adapter_modules(model).values():
+        for tensor in module.trained_tensors().values():
+            tensor.requires_grad_(True)
     return model
 
 
-def _replay_construction(model: nn.Module, config: SoMAConfig | None, generator: torch.Generator) -> None:
-    """Draw every default initialisation of ``model`` in module order; SoMA layers keep the minor part of theirs."""
-    inside_soma = set()
-    for name, module in model.named_modules():
-        if name in inside_soma:
-            continue
-        if isinstance(module, SoMALinear):
-            inside_soma.add(f"{name}.base_layer" if name else "base_layer")
-            if module.init == "released":
-                module.initialize(generator)
-            else:  # another mode: its own split, but its construction draws are part of the stream all the same
-                for _ in range(module.splits):
-                    default_linear_weight(module.out_features // module.splits, module.in_features,
-                                          module.base_layer.bias is not None, generator)
-        elif isinstance(module, nn.Linear):
-            splits = config.splits_for(name) if config is not None else 1
-            for _ in range(splits):
-                default_linear_weight(module.out_features // splits, module.in_features, module.bias is not None,
-                                      generator)
-        elif isinstance(module, nn.modules.conv._ConvNd):
-            # nn.Conv*.reset_parameters: Kaiming-uniform (a=√5) weight, then U(±1/√fan_in) bias.
-            weight = torch.empty(module.weight.shape)
-            nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
-            if module.bias is not None:
-                bound = 1 / math.sqrt(weight[0].numel())
-                torch.empty(module.bias.shape).uniform_(-bound, bound, generator=generator)
-
-
-def merge_soma(model: nn.Module, safe_merge: bool = False) -> nn.Module:
-    """Fold every adapter into its base weight (idempotent); see :meth:`SoMALinear.merge`."""
-    for layer in soma_layers(model).values():
+# ---------------------------------------------------------------------------------------------- merging
+def merge_adapters(model: nn.Module, safe_merge: bool = False) -> nn.Module:
+    """Fold every adapter layer into its base weight (idempotent); adapter modules stay as they are."""
+    for layer in adapter_layers(model).values():
         layer.merge(safe_merge=safe_merge)
     return model
 
 
-def unmerge_soma(model: nn.Module) -> nn.Module:
-    """Undo :func:`merge_soma` (idempotent)."""
-    for layer in soma_layers(model).values():
+def unmerge_adapters(model: nn.Module) -> nn.Module:
+    """Undo :func:`merge_adapters` (idempotent)."""
+    for layer in adapter_layers(model).values():
         layer.unmerge()
     return model
 
 
 @torch.no_grad()
-def unload_soma(model: nn.Module, merge: bool = True) -> nn.Module:
-    """Replace every :class:`SoMALinear` by its plain ``nn.Linear``, in place (peft's ``merge_and_unload``).
+def unload_adapters(model: nn.Module, merge: bool = True) -> nn.Module:
+    """Replace every adapter layer by its plain base layer, in place (peft's ``merge_and_unload``).
 
     Args:
-        model: a model with SoMA applied.
-        merge: ``True`` keeps the adapted function (weight ``W_res + scale·BA``). ``False`` drops the
-            adapters and keeps only the residual ``W_res``, which for ``init="minor"``/``"principal"`` is *not*
-            the pretrained weight (it lacks the rank-r part); for ``init="lora"`` it is.
+        model: a model with adapters applied.
+        merge: ``True`` keeps the adapted function. ``False`` drops the adapters and keeps only the frozen base
+            weight, which for SoMA ``init="minor"``/``"principal"`` is *not* the pretrained weight (it lacks the
+            rank-r part); for LoRA and DoRA it is.
 
     Returns:
-        ``model``, with no SoMA layers left and ``model.soma_config`` removed. ``requires_grad`` flags of the
-        kept weights and biases are left as they were.
+        ``model``, with no adapter layers left and ``model.adapter_config`` removed. Adapter modules (which have
+        no base weight to fold into) stay. ``requires_grad`` flags of the kept weights are left as they were.
     """
-    for name, layer in soma_layers(model).items():
+    for name, layer in adapter_layers(model).items():
         if merge:
             layer.merge()
         else:
             layer.unmerge()
-        _set_submodule(model, name, layer.base_layer)
-    if hasattr(model, CONFIG_ATTR):
+        if name:
+            _set_submodule(model, name, layer.unwrapped())
+    if hasattr(model, CONFIG_ATTR) and not adapter_modules(model):
         delattr(model, CONFIG_ATTR)
     return model
 
 
+# ---------------------------------------------------------------------------------------------- counting
 @dataclass
 class TrainableSummary:
-    """Parameter counts of a model with SoMA applied.
+    """Parameter counts of a model with adapters applied.
 
     Attributes:
-        adapter: ``lora_A`` + ``lora_B`` values (trainable ones).
-        bias: trainable biases of adapted layers.
+        adapter: trainable adapter tensors of the adapter layers and parameters of the adapter modules.
+        bias: trainable tensors of the adapted layers' base layers (their biases).
         other_trainable: any other trainable parameter (e.g. a head the caller left trainable).
         trainable: the sum of the three.
         total: all parameters of the model (shared parameters counted once).
-        adapted_layers: number of adapted weight matrices: a fused q/k/v layer counts as its 3 slices, so a
-            fused and an unfused attention count alike (DINOv2-L, blocks 8-23: 16 × (3 + 3) = 96).
+        adapted_layers: number of adapted weight matrices: a fused q/k/v layer adapted slice by slice counts as
+            its 3 slices, so a fused and an unfused attention count alike (DINOv2-L, blocks 8-23: 16 × (3 + 3)).
     """
 
     adapter: int
@@ -229,13 +211,16 @@ class TrainableSummary:
 
 
 def trainable_parameters(model: nn.Module) -> TrainableSummary:
-    """Count trainable parameters by kind: adapters, biases of adapted layers, anything else.
+    """Count trainable parameters by kind: adapters, base-layer tensors of adapted layers, anything else.
 
     Works on meta-device models (only shapes are read).
     """
-    layers = list(soma_layers(model).values())
-    adapter_ids = {id(p) for layer in layers for p in (layer.lora_A, layer.lora_B)}
-    bias_ids = {id(layer.base_layer.bias) for layer in layers if layer.base_layer.bias is not None}
+    layers = list(adapter_layers(model).values())
+    adapter_ids, bias_ids = set(), set()
+    for layer in layers:
+        for name, tensor in layer.trained_tensors().items():
+            (bias_ids if name.startswith(layer.base_layer_name + ".") else adapter_ids).add(id(tensor))
+    adapter_ids |= {id(p) for module in adapter_modules(model).values() for p in module.parameters()}
     counts = {"adapter": 0, "bias": 0, "other_trainable": 0}
     total = 0
     for param in model.parameters():  # yields shared parameters once
@@ -244,4 +229,11 @@ def trainable_parameters(model: nn.Module) -> TrainableSummary:
             kind = "adapter" if id(param) in adapter_ids else "bias" if id(param) in bias_ids else "other_trainable"
             counts[kind] += param.numel()
     return TrainableSummary(trainable=sum(counts.values()), total=total,
-                            adapted_layers=sum(layer.splits for layer in layers), **counts)
+                            adapted_layers=sum(layer.adapted_matrices for layer in layers), **counts)
+
+
+# ---------------------------------------------------------------------------------------------- SoMA names
+# The names the SoMA-only API had; they act on every adapter method.
+merge_soma = merge_adapters
+unmerge_soma = unmerge_adapters
+unload_soma = unload_adapters

@@ -140,6 +140,9 @@ class Reins(BlockRefiner):
         patch_size: the ViT's patch size (sets the tokens' initialisation bound).
     """
 
+    method_name = "Rein"
+    adapter_tensor_names = ("tokens", "token_a", "token_b")
+
     def __init__(self, config: ReinConfig, blocks: Sequence[int], embed_dim: int, patch_size: int) -> None:
         super().__init__()
         if not blocks:

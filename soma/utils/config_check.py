@@ -104,6 +104,8 @@ def check_config_types(cfg: Any) -> None:
     for key_path, type_name in _iter_types(cfg, ""):
         if _is_mmcv_op(key_path, type_name):
             continue
+        if ".peft." in f".{key_path}" and not key_path.endswith("peft.type"):
+            continue  # inside an adapter method's options: its own class names (HFPeft: peft's LoraConfig, ...)
         scope, _, bare = type_name.rpartition(".")
         candidates = names.get(scope, frozenset()) | names["mmengine"] if scope else known_anywhere
         if scope and scope not in names:

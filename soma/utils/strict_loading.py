@@ -10,9 +10,9 @@ It compares names and shapes of every tensor and refuses missing, unexpected and
 message gives their counts and first names, and recognises the usual causes:
 
 * an adapter-only file of tools/extract_adapter.py (→ rebuild a full checkpoint with tools/merge_adapter.py);
-* a merged checkpoint (plain backbone) with a config that has SoMA layers (→ ``model.backbone.peft=None``),
-  or a SoMA checkpoint with a config without them;
-* another SoMA rank or other adapted blocks, another number of classes, another backbone width/depth/image
+* a merged checkpoint (plain backbone) with a config that has adapter layers (→ ``model.backbone.peft=None``),
+  or an adapted checkpoint with a config without them (adapter tensors are told by ``soma.peft.is_adapter_key``);
+* another adapter rank or other adapted blocks, another number of classes, another backbone width/depth/image
   size (both values shown);
 * for a Runner checkpoint, the model settings of the config it was trained with that differ from this one.
 
@@ -32,11 +32,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from soma.peft import adapter_key_layer, adapter_layers, is_adapter_key
+
 from .errors import UserError
 
 # The `format` of the adapter files tools/extract_adapter.py writes and tools/merge_adapter.py reads.
 ADAPTER_FORMAT = "soma-adapter-v1"
-ADAPTER_SUFFIXES = (".lora_A", ".lora_B")
 SHOWN = 3  # names shown per kind of mismatch
 NON_STRICT_HINT = ("Loading it anyway would evaluate a partly random model; --non-strict loads only the "
                    "tensors that fit.")
@@ -110,9 +111,31 @@ def compare_state_dict(model: nn.Module | Mapping[str, torch.Tensor], state: Map
 
 
 # ---------------------------------------------------------------------------------------------- causes
-def _adapted_blocks(names: Any) -> list[int]:
-    return sorted({int(m.group(1)) for n in names if n.endswith(ADAPTER_SUFFIXES)
-                   and (m := re.search(r"\.blocks\.(\d+)\.", n))})
+def _adapter_layers_of(names: Any) -> set[str]:
+    """The adapted layers named by the adapter tensors among ``names`` (any method, see soma.peft.is_adapter_key)."""
+    return {layer for n in names if (layer := adapter_key_layer(n)) is not None}
+
+
+def _adapted_blocks(layers: set[str]) -> list[int]:
+    return sorted({int(m.group(1)) for n in layers if (m := re.search(r"\.blocks\.(\d+)\.", n + "."))})
+
+
+def _rank_changes(mismatch: StateDictMismatch) -> list[tuple[int, int]]:
+    """``(checkpoint rank, model rank)`` read off adapter tensors whose shapes differ in one dimension only.
+
+    A rank-r adapter tensor has r (or slices × r) along one axis; the smallest differing pair is the rank.
+    """
+    pairs = set()
+    for name, theirs, ours in mismatch.wrong_shape:
+        differing = [(t, o) for t, o in zip(theirs, ours) if t != o]
+        if is_adapter_key(name) and len(theirs) == len(ours) and len(differing) == 1:
+            pairs.add(differing[0])
+    return sorted(pairs)[:1]
+
+
+def _method_of(model: nn.Module) -> str:
+    kinds = sorted({layer.method_name for layer in adapter_layers(model).values()})
+    return kinds[0] if len(kinds) == 1 else "adapter"
 
 
 def _blocks(names: Any) -> int:
@@ -139,25 +162,23 @@ def likely_causes(model: nn.Module, checkpoint: Any, state: Mapping[str, Any],
                 "CONFIG ADAPTER OUT.pth` and evaluate OUT.pth with `--cfg-options model.backbone.peft=None`"]
     own = model.state_dict()
     causes = []
-    own_adapters = [k for k in own if k.endswith(ADAPTER_SUFFIXES)]
-    their_adapters = [k for k in state if k.endswith(ADAPTER_SUFFIXES)]
+    own_adapters, their_adapters = _adapter_layers_of(own), _adapter_layers_of(state)
+    method = _method_of(model)
     meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
     if own_adapters and not their_adapters:
         merged = " (its meta data says merged=True)" if isinstance(meta, Mapping) and meta.get("merged") else ""
-        causes.append(f"the checkpoint has no SoMA adapters{merged} but the config's model has "
-                      f"{len(own_adapters) // 2} adapted layers: a merged checkpoint (tools/merge_adapter.py) is "
+        causes.append(f"the checkpoint has no {method} adapters{merged} but the config's model has "
+                      f"{len(own_adapters)} adapted layers: a merged checkpoint (tools/merge_adapter.py) is "
                       "evaluated with `--cfg-options model.backbone.peft=None`")
     elif their_adapters and not own_adapters:
-        causes.append(f"the checkpoint has {len(their_adapters) // 2} SoMA-adapted layers but the config's model "
+        causes.append(f"the checkpoint has {len(their_adapters)} adapted layers but the config's model "
                       "has none (`model.backbone.peft=None`?): use the config it was trained with, or merge the "
                       "adapters first (tools/extract_adapter.py, then tools/merge_adapter.py)")
     elif own_adapters:
-        ranks = {(theirs[1], ours[1]) for name, theirs, ours in mismatch.wrong_shape
-                 if name.endswith(".lora_B") and len(theirs) == len(ours) == 2 and theirs[1] != ours[1]}
-        for theirs, ours in sorted(ranks):
-            causes.append(f"another SoMA rank: the checkpoint was trained with r={theirs}, the config has r={ours} "
-                          "(`model.backbone.peft.r`)")
-        theirs_blocks, own_blocks = _adapted_blocks(state), _adapted_blocks(own)
+        for theirs, ours in _rank_changes(mismatch):
+            causes.append(f"another {method} rank: the checkpoint was trained with r={theirs}, the config has "
+                          f"r={ours} (`model.backbone.peft.r`)")
+        theirs_blocks, own_blocks = _adapted_blocks(their_adapters), _adapted_blocks(own_adapters)
         if theirs_blocks != own_blocks:
             causes.append(f"other adapted blocks: the checkpoint adapts blocks {theirs_blocks}, the config "
                           f"{own_blocks} (`model.backbone.peft.start_block`/`end_block`)")

@@ -26,8 +26,8 @@ from mmengine.logging import print_log
 from mmengine.model import BaseModule
 from torch.utils.checkpoint import checkpoint
 
-from soma.peft import SoMALinear, build_peft_config, trainable_parameters
-from soma.peft.base import AdapterModule, BlockRefiner
+from soma.peft import adapter_layers, adapter_modules, build_peft_config, trainable_parameters
+from soma.peft.base import BlockRefiner
 
 from ...utils.checkpoint import load_weights
 
@@ -94,7 +94,8 @@ class FoundationViT(BaseModule):
             cls/register tokens, every normalisation layer and every layer scale frozen; the other block weights
             (attention and MLP Linears) train. This is the released full fine-tuning baseline.
         peft: ``dict(type="SoMA", r=16, start_block=8, init="minor"|"principal"|"lora"|"released", ...)``: the
-            :class:`soma.peft.SoMAConfig` fields. ``target_modules`` defaults to the family's.
+            :class:`soma.peft.SoMAConfig` fields; ``type`` picks another registered adapter method
+            (``soma.peft.PEFT_METHODS``: ``"DoRA"``, ``"HFPeft"``, ...). ``target_modules`` defaults to the family's.
         drop_path_rate: stochastic depth of the adapted/trained blocks.
         with_cp: gradient checkpointing of the trained blocks.
         compile_blocks: ``torch.compile`` each block: ``True``, or a dict of ``torch.compile`` keyword arguments
@@ -196,7 +197,7 @@ class FoundationViT(BaseModule):
         raise NotImplementedError
 
     def init_weights(self) -> None:
-        """Load the pretrained weights (``init_cfg``), then take the SoMA SVD split of the loaded weights."""
+        """Load the pretrained weights (``init_cfg``), then initialise the adapters from them (SoMA's SVD split)."""
         if self.init_cfg is not None and self.init_cfg.get("type") == "Pretrained":
             self.load_pretrained(self.init_cfg["checkpoint"])
         elif self.init_cfg is not None:
@@ -208,7 +209,7 @@ class FoundationViT(BaseModule):
         self._is_init = True
 
     def load_pretrained(self, checkpoint: str) -> None:
-        """Load pretrained weights into the (possibly SoMA-wrapped) timm model; fail on any missing weight."""
+        """Load pretrained weights into the (possibly adapted) timm model; fail on any missing weight."""
         state = load_weights(checkpoint)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             self._check_resampled_kernel(checkpoint, state.get("meta"))
@@ -220,19 +221,18 @@ class FoundationViT(BaseModule):
                 f"cannot adapt pretrained checkpoint '{checkpoint}' to {type(self).__name__}-{self.arch}: {exc}; "
                 "check the backbone options (arch, `register_tokens`) against the file."
             ) from exc
-        wrapped = {n for n, m in self.vit.named_modules() if isinstance(m, SoMALinear)}
-        # A SoMA-wrapped Linear keeps the pretrained weight in `base_layer` until the SVD split.
+        # An adapted layer keeps the pretrained weight in its base layer (for SoMA: until the SVD split).
+        wrapped = {name: layer.base_layer_name for name, layer in adapter_layers(self.vit).items()}
         remapped = {}
         for key, value in state.items():
             module, _, leaf = key.rpartition(".")
-            remapped[f"{module}.base_layer.{leaf}" if module in wrapped else key] = value
+            remapped[f"{module}.{wrapped[module]}.{leaf}" if module in wrapped else key] = value
         own = self.vit.state_dict()
-        # Adapter parameters are created by the SVD split, never loaded from a pretrained file.
-        adapter_keys = {k for k in own for n in wrapped
-                        if k.startswith(f"{n}.") and not k.startswith(f"{n}.base_layer.")}
-        # ... nor are modules a method adds next to the pretrained ones (Rein's tokens).
-        added = [n for n, m in self.vit.named_modules() if isinstance(m, AdapterModule)]
-        adapter_keys |= {k for k in own for n in added if k.startswith(f"{n}.")}
+        # Adapter tensors (of adapted layers and of adapter modules) are initialised, never loaded from a
+        # pretrained file.
+        adapter_keys = {k for k in own for n, base in wrapped.items()
+                        if k.startswith(f"{n}.") and not k.startswith(f"{n}.{base}.")}
+        adapter_keys |= {k for k in own for n in adapter_modules(self.vit) if k.startswith(f"{n}.")}
         missing = sorted(set(own) - set(remapped) - adapter_keys)
         unexpected = sorted(set(remapped) - set(own))
         if missing:
