@@ -1,4 +1,5 @@
-"""tools/inference.py: coloured predictions of the input's size, same for merged and unmerged checkpoints."""
+"""soma.apis.inference (tools/inference.py): coloured predictions of the input's size, the same for merged and
+unmerged checkpoints."""
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ from ..conftest import REPO
 
 
 def predictions(run, checkpoint, out_dir):
-    from tools.inference import run_inference
+    from soma.apis.inference import run_inference
 
     written = run_inference(run.config, checkpoint, run.data / "leftImg8bit" / "val", out_dir)
     ids = {p.relative_to(out_dir / "pred"): np.asarray(Image.open(p)) for p in written if "pred" in p.parts}
@@ -36,7 +37,7 @@ def test_merged_checkpoint_predicts_like_the_unmerged_one(tiny_run):
     from mmseg.apis import inference_model
 
     from soma.peft import soma_layers
-    from tools.inference import init_model, read_image
+    from soma.apis.inference import init_model, read_image
 
     image = read_image(next((tiny_run.data / "leftImg8bit" / "val").rglob("*.png")))
     scores = {}
@@ -49,7 +50,7 @@ def test_merged_checkpoint_predicts_like_the_unmerged_one(tiny_run):
 
 
 def test_errors_name_the_file(tiny_run, tmp_path):
-    from tools.inference import run_inference
+    from soma.apis.inference import run_inference
 
     with pytest.raises(FileNotFoundError, match="no_such_dir"):
         run_inference(tiny_run.config, tiny_run.trained, tmp_path / "no_such_dir", tmp_path / "out")
