@@ -79,8 +79,8 @@ def test_command_lines_report_user_errors_in_one_line(tiny_run, tmp_path):
         "tools/export_backbone.py": ([config, trained, trained], r"the output '.*trained.pth' is the input"),
         "tools/extract_adapter.py": ([config, trained, str(adapter)], r"the output '.*adapter.pth' exists; pass "
                                                                       r"--force"),
-        "tools/merge_adapter.py": ([config, str(adapter), str(tmp_path / "merged.pth")],
-                                   r"'.*adapter.pth' is not an adapter file of tools/extract_adapter.py"),
+        "tools/merge_adapter.py": ([config, trained, str(tmp_path / "merged.pth")],
+                                   r"'.*trained.pth' is not an adapter file of tools/extract_adapter.py"),
         "tools/inference.py": ([config, trained, str(images), "--out", str(images / "predictions")],
                                r"the output folder '.*predictions' is or lies inside the input"),
     }
