@@ -67,7 +67,7 @@ def acdc(tiny_run, tmp_path_factory):
     image (the reference)."""
     from mmseg.apis import inference_model
 
-    from soma.apis.inference import init_model
+    from tools.inference import init_model
 
     root = tmp_path_factory.mktemp("acdc")
     images = make_acdc_test_layout(root / "acdc")
