@@ -96,7 +96,10 @@ def dataset_meta(cfg: Config, checkpoint_meta: dict[str, Any], num_classes: int 
 def _config_dataset_metainfo(cfg: Config) -> dict[str, Any]:
     """``METAINFO`` of the first dataset class named by the config's test (or val) dataloader, merged with a
     ``metainfo`` override of the dataset config."""
-    from mmengine.registry import DATASETS
+    if task_of(cfg) == "det":  # the task's registry: mmengine's root one does not hold mmseg's or mmdet's datasets
+        from mmdet.registry import DATASETS
+    else:
+        from mmseg.registry import DATASETS
 
     for key in ("test_dataloader", "val_dataloader"):
         datasets = leaf_datasets(cfg.get(key, {}).get("dataset"))
