@@ -2,8 +2,10 @@
 
 ``soma.peft`` is pure PyTorch and works on any ``nn.Module``. Importing ``soma`` itself also registers the
 backbones, datasets, metrics and engine parts in mmsegmentation's and mmdetection's registries, which is what
-``custom_imports = dict(imports=["soma"], allow_failed_imports=False)`` in our configs relies on. Without
-mmsegmentation installed only ``soma.peft`` is usable.
+``custom_imports = dict(imports=["soma"], allow_failed_imports=False)`` in our configs relies on. That is all
+an import changes: mmengine's checkpoint loading and file writes and mmcv's ops are set up only by
+:func:`soma.apis.runtime.setup_runtime`, which tools/train.py and tools/test.py call. Without mmsegmentation
+installed only ``soma.peft`` is usable.
 """
 from importlib.util import find_spec
 

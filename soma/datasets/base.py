@@ -2,8 +2,9 @@
 
 Every sample carries ``domain`` (the dataset's short name, e.g. ``"citys"``, ``"bdd"``, ``"night"``) into its
 data sample's metainfo, so a single test run over several datasets can be scored per dataset
-(:class:`soma.evaluation.DomainIoUMetric`) without guessing from file paths. ``PackSegInputs`` must list
-``"domain"`` in its ``meta_keys``; our dataset configs do (``configs/_base_/datasets/``).
+(:class:`soma.evaluation.DomainIoUMetric`) without guessing from file paths. The dataset writes it into what the
+pipeline packed (:class:`soma.datasets.domain.DomainDatasetMixin`), whether or not ``PackSegInputs`` lists
+``"domain"`` in its ``meta_keys`` (our dataset configs list it too: :data:`DOMAIN_META_KEYS`).
 """
 from __future__ import annotations
 
@@ -15,14 +16,17 @@ import numpy as np
 from mmseg.datasets import BaseSegDataset, CityscapesDataset
 from mmseg.registry import DATASETS
 
+from .domain import DomainDatasetMixin
+
 # What PackSegInputs keeps by default, plus the sample's domain.
 DOMAIN_META_KEYS = ("img_path", "seg_map_path", "ori_shape", "img_shape", "pad_shape", "scale_factor", "flip",
                     "flip_direction", "reduce_zero_label", "domain")
 
 
 @DATASETS.register_module()
-class DGSegDataset(BaseSegDataset):
-    """A folder of images and a folder of trainId label maps, in the 19 Cityscapes classes, with a domain name.
+class DGSegDataset(DomainDatasetMixin, BaseSegDataset):
+    """A folder of images and a folder of trainId label maps, in the 19 Cityscapes classes, with a domain name
+    that every sample carries into its data sample's metainfo.
 
     Subclasses fix the layout of one benchmark dataset (folders, suffixes, default domain name, the converter
     that produces it); this class also serves any dataset already converted to trainIds.

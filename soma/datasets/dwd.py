@@ -8,9 +8,10 @@ Pascal VOC layout::
     data/dwd/<domain>/VOC2007/ImageSets/Main/{train,test}.txt
 
 Models train on ``daytime_clear`` (its ``train`` list) and are tested on the ``daytime_clear`` test list and on
-the four unseen domains. Each sample carries its ``domain`` into the data sample's metainfo (``PackDetInputs``
-must list it in ``meta_keys``, see :data:`DET_DOMAIN_META_KEYS`), so one test run over a ``ConcatDataset`` is
-scored per domain by :class:`soma.evaluation.DomainVOCMetric`.
+the four unseen domains. Each sample carries its ``domain`` into the data sample's metainfo, whether or not
+``PackDetInputs`` lists it in ``meta_keys`` (:class:`soma.datasets.domain.DomainDatasetMixin`; our configs list
+it too: :data:`DET_DOMAIN_META_KEYS`), so one test run over a ``ConcatDataset`` is scored per domain by
+:class:`soma.evaluation.DomainVOCMetric`.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from mmdet.datasets import VOCDataset
 from mmdet.registry import DATASETS
 from mmengine.fileio import list_from_file
 
+from .domain import DomainDatasetMixin
+
 DWD_DOMAINS = ("daytime_clear", "daytime_foggy", "dusk_rainy", "night_rainy", "night_sunny")
 
 # What PackDetInputs keeps by default, plus the sample's domain.
@@ -34,7 +37,7 @@ PREPARE_HINT = ("`python tools/convert_datasets/dwd.py DOWNLOAD_DIR --out DATA_R
 
 
 @DATASETS.register_module()
-class DWDDataset(VOCDataset):
+class DWDDataset(DomainDatasetMixin, VOCDataset):
     """One domain of the Diverse Weather Dataset, in its VOC layout, with the 7 DWD classes.
 
     Args:

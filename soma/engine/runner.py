@@ -1,6 +1,11 @@
-"""mmengine's Runner with strict ``load_from``/``--resume`` loading (see :mod:`soma.utils.strict_loading`)."""
+"""mmengine's Runner with strict ``load_from``/``--resume`` loading (see :mod:`soma.utils.strict_loading`).
+
+Build it after :func:`soma.apis.runtime.setup_runtime` (atomic checkpoint writes, mmcv op settings, and
+``weights_only`` loading of every file but the one the run loads), as tools/train.py and tools/test.py do.
+"""
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from mmengine.config import Config
@@ -9,6 +14,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
+from soma.utils.checkpoint import load_trusted_checkpoint
 from soma.utils.strict_loading import check_checkpoint_fits
 
 __all__ = ["SoMARunner", "build_runner"]
@@ -24,11 +30,18 @@ class SoMARunner(Runner):
     count, backbone; an adapter-only or merged file; on ``--resume``, the model settings changed since the
     checkpoint). The config key ``strict_loading = False`` (the tools' ``--non-strict``) loads what fits and
     logs the rest. tools/train.py and tools/test.py build this runner unless the config sets ``runner_type``.
+
+    The checkpoint the run was asked to load (``load_from``; on ``--resume`` without one, the latest checkpoint
+    of the work dir) is a file this codebase wrote and the user named, so it is unpickled fully (mmengine's
+    ``MessageHub`` and numpy scalars); any other file loaded here goes through mmengine's loaders.
     """
 
     def load_checkpoint(self, filename: str, map_location: Any = "cpu", strict: bool = False,
                         revise_keys: list = [(r"^module.", "")]) -> dict:  # noqa: B006 (mmengine's signature)
-        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        if self._names_load_target(filename):
+            checkpoint = load_trusted_checkpoint(filename, map_location=map_location)
+        else:
+            checkpoint = _load_checkpoint(filename, map_location=map_location)
         self.call_hook("after_load_checkpoint", checkpoint=checkpoint)  # e.g. EMA weights swapped in, as mmengine
         model = self.model.module if is_model_wrapper(self.model) else self.model
         model_config = self.cfg.get("model") or {}
@@ -39,6 +52,15 @@ class SoMARunner(Runner):
         self._has_loaded = True
         self.logger.info(f"Load checkpoint from {filename}")
         return checkpoint
+
+    def _names_load_target(self, filename: str) -> bool:
+        """Whether ``filename`` is the local file ``load_from``/``--resume`` names (mmengine's automatic resume
+        picks the work dir's latest checkpoint when ``load_from`` is unset)."""
+        if "://" in os.fspath(filename):
+            return False
+        if self._load_from is not None:
+            return os.path.realpath(filename) == os.path.realpath(self._load_from)
+        return bool(self._resume)
 
 
 def build_runner(cfg: Config) -> Runner:

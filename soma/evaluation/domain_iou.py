@@ -1,12 +1,17 @@
 """Per-domain semantic-segmentation metrics from one test run over several datasets.
 
-Each sample's ``domain`` (set by :class:`soma.datasets.DGSegDataset`) picks the confusion matrix it is added
-to. Every image keeps its own ``num_classes²`` counts until the end (2.9 kB for 19 classes): mmengine gathers
-per-sample results across processes and drops the samples its sampler repeated to even out the processes
-(``DefaultSampler(round_up=True)``), so each image is counted once for any number of processes. Results:
-``<domain>/mIoU``, ``<domain>/mAcc``, ``<domain>/aAcc`` for each domain and group, and ``mean/<metric>``, the
-mean over the domains in ``mean_over`` (default: all of them). Per-class IoU/Acc tables go to the log and,
-with everything else, to ``output_file`` (JSON).
+:class:`DomainIoUMetric` is mmseg's ``IoUMetric`` grouped by domain: each sample's ``domain`` (its data sample's
+metainfo, set by :class:`soma.datasets.DGSegDataset`) picks the domain the image's per-class areas count for. The
+areas (``IoUMetric.intersect_and_union``), the scores (``IoUMetric.total_area_to_metrics``: ``iou_metrics``
+``mIoU``/``mDice``/``mFscore``, ``nan_to_num``, ``beta``) and the prediction files (``output_dir``, ``format_only``:
+one ``<image name>.png`` of trainIds per image) are mmseg's. Every image keeps its own areas until the end: mmengine
+gathers per-sample results across processes and drops the samples its sampler repeated to even out the processes
+(``DefaultSampler(round_up=True)``), so each image is counted once for any number of processes.
+
+Results: ``<domain>/<metric>`` for each domain and group (``aAcc``, ``mIoU``, ``mAcc``; ``mDice``; ``mFscore``,
+``mPrecision``, ``mRecall``, as ``iou_metrics`` asks) and ``mean/<metric>``, the mean over the domains in
+``mean_over`` (default: all of them; configs leave source or auxiliary domains out). Per-class tables go to the
+log and, with everything else, to ``output_file`` (JSON).
 """
 from __future__ import annotations
 
@@ -18,30 +23,22 @@ from typing import Any
 import numpy as np
 import torch
 from mmengine.dist import is_main_process
-from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
+from mmseg.evaluation import IoUMetric
 from mmseg.registry import METRICS
 from prettytable import PrettyTable
 
 from soma.utils import ConfigError, write_text_atomic
 
-SUMMARY_METRICS = ("aAcc", "mIoU", "mAcc")
+IOU_METRICS = ("mIoU", "mDice", "mFscore")  # what mmseg's IoUMetric computes
 
 
-def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
-                     ignore_index: int = 255) -> torch.Tensor:
-    """``num_classes²`` int64 counts: row = ground-truth class, column = predicted class (ignored pixels dropped).
+def check_class_ids(pred: torch.Tensor, label: torch.Tensor, num_classes: int, ignore_index: int = 255) -> None:
+    """Refuse ids outside ``[0, num_classes)``, which mmseg's per-class histograms would drop without a word.
 
-    Ground-truth ids outside ``[0, num_classes)`` other than ``ignore_index`` are an error: they mean the labels
-    were not converted to trainIds. Predicted ids outside ``[0, num_classes)`` are an error too: they mean the
-    model's head has more classes than the dataset, and ``label * num_classes + pred`` would count them in
-    another class's cell (a prediction of id 20 on 19 classes scored as a correct class 0).
+    A ground-truth id other than ``ignore_index`` out there means the labels were not converted to trainIds; a
+    predicted one (on a scored pixel) means the model's head has more classes than the dataset.
     """
-    label = label.reshape(-1).long()
-    pred = pred.reshape(-1).long()
-    if label.numel() != pred.numel():
-        raise ValueError(f"the prediction has {pred.numel()} pixels but the label map {label.numel()}: they must "
-                         "have the same size.")
     valid = label != ignore_index
     label, pred = label[valid], pred[valid]
     if label.numel() and (label.min() < 0 or label.max() >= num_classes):
@@ -53,67 +50,67 @@ def confusion_matrix(pred: torch.Tensor, label: torch.Tensor, num_classes: int,
         raise ConfigError(f"predicted ids {bad} are outside the dataset's {num_classes} classes: the model's head "
                           f"predicts more classes than the dataset has; set the head's num_classes to "
                           f"{num_classes} (or evaluate on the dataset it was trained for).")
-    return torch.bincount(label * num_classes + pred, minlength=num_classes ** 2).reshape(num_classes, num_classes)
 
 
-def scores(confusion: np.ndarray) -> dict[str, Any]:
-    """aAcc, mIoU, mAcc (percent) and per-class IoU/Acc from a confusion matrix.
-
-    A class that is neither in the ground truth nor predicted has no IoU (NaN) and is left out of the means,
-    as in mmseg's ``IoUMetric``; a class predicted but absent from the ground truth has IoU 0.
-    """
-    confusion = confusion.astype(np.float64)
-    true_positive = np.diag(confusion)
-    label_area, pred_area = confusion.sum(1), confusion.sum(0)
-    union = label_area + pred_area - true_positive
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union > 0, true_positive / union, np.nan)
-        acc = np.where(label_area > 0, true_positive / label_area, np.nan)
-    total = confusion.sum()
-
-    def mean(values: np.ndarray) -> float:
+def _summary(scores: dict[str, np.ndarray]) -> dict[str, float]:
+    """mmseg's summary of its per-class scores, in percent: ``aAcc`` and the class averages ``mIoU``, ``mAcc``, ...
+    (NaN classes left out, as mmseg's ``nanmean``; NaN without any class)."""
+    def class_average(values: np.ndarray) -> float:
         return float(np.nanmean(values)) * 100 if np.isfinite(values).any() else math.nan
 
-    return dict(aAcc=float(true_positive.sum() / total) * 100 if total else math.nan, mIoU=mean(iou),
-                mAcc=mean(acc), IoU=(iou * 100).tolist(), Acc=(acc * 100).tolist(), pixels=int(total))
+    return {key if key == "aAcc" else f"m{key}": float(values) * 100 if key == "aAcc" else class_average(values)
+            for key, values in scores.items()}
 
 
 @METRICS.register_module()
-class DomainIoUMetric(BaseMetric):
-    """mIoU/mAcc/aAcc per domain (the dataset each sample came from) and their mean.
+class DomainIoUMetric(IoUMetric):
+    """mmseg's ``IoUMetric`` per domain (the dataset each sample came from), per group of domains, and the mean.
 
     Args:
         ignore_index: label value that is not scored.
+        iou_metrics: any of ``"mIoU"`` (with mAcc), ``"mDice"``, ``"mFscore"`` (with mPrecision, mRecall).
+        nan_to_num: mmseg's: the score of a class without one (neither in the ground truth nor predicted);
+            ``None`` leaves such classes out of the class averages.
+        beta: mmseg's F-score weight of recall.
         mean_over: domains averaged into ``mean/...``; ``None`` averages every domain seen (not groups).
         groups: extra results that pool the pixels of several domains, e.g.
             ``dict(acdc=["acdc-fog", "acdc-night", "acdc-rain", "acdc-snow"])``.
         output_file: a JSON file for all numbers, per-class ones included (written by the main process).
         extra_info: recorded in ``output_file`` as is (tools/test.py records test resolution and TTA).
         collect_device: ``"cpu"`` or ``"gpu"``, for gathering across processes.
+        output_dir: mmseg's: write each prediction as ``<image name>.png`` (trainIds) into this folder.
+        format_only: mmseg's: only write the predictions (test sets without labels); no scores.
         prefix: prefix of the result keys (``"<prefix>/<domain>/mIoU"``); none by default.
     """
 
-    default_prefix = None
-
-    def __init__(self, ignore_index: int = 255, mean_over: Sequence[str] | None = None,
+    def __init__(self, ignore_index: int = 255, iou_metrics: Sequence[str] | str = ("mIoU",),
+                 nan_to_num: int | None = None, beta: int = 1, mean_over: Sequence[str] | None = None,
                  groups: dict[str, Sequence[str]] | None = None, output_file: str | None = None,
-                 extra_info: dict[str, Any] | None = None, collect_device: str = "cpu", prefix: str | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(collect_device=collect_device, prefix=prefix, **kwargs)
-        self.ignore_index = ignore_index
+                 extra_info: dict[str, Any] | None = None, collect_device: str = "cpu", output_dir: str | None = None,
+                 format_only: bool = False, prefix: str | None = None, **kwargs: Any) -> None:
+        iou_metrics = [iou_metrics] if isinstance(iou_metrics, str) else list(iou_metrics)
+        unknown = [name for name in iou_metrics if name not in IOU_METRICS]
+        if unknown or not iou_metrics:
+            raise ValueError(f"`iou_metrics` must name some of {list(IOU_METRICS)}, got {iou_metrics}.")
+        if format_only and not output_dir:
+            raise ValueError("`format_only=True` only writes the predictions, to `output_dir`: set `output_dir`.")
+        super().__init__(ignore_index=ignore_index, iou_metrics=iou_metrics, nan_to_num=nan_to_num, beta=beta,
+                         collect_device=collect_device, output_dir=output_dir, format_only=format_only,
+                         prefix=prefix, **kwargs)
         self.mean_over = tuple(mean_over) if mean_over is not None else None
         self.groups = {name: tuple(members) for name, members in (groups or {}).items()}
         self.output_file = output_file
         self.extra_info = dict(extra_info or {})
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.dataset_meta["classes"])
-
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        # One result per image, (domain, confusion matrix): mmengine's collect_results orders them by dataset
-        # index and cuts the list at the dataset size, which drops the samples the sampler padded with.
+        """One result per image: its domain and mmseg's per-class areas (only the image's name with
+        ``format_only``); with ``output_dir``, mmseg writes its prediction."""
+        num_classes = len(self.dataset_meta["classes"])
         for sample in data_samples:
+            if self.format_only:  # test sets without labels: nothing to score
+                super().process(data_batch, [sample])
+                self.results.append(sample["img_path"])
+                continue
             domain = sample.get("domain")
             if domain is None:
                 raise KeyError("data sample has no 'domain': use a soma.datasets.DGSegDataset (or subclass) and "
@@ -124,50 +121,62 @@ class DomainIoUMetric(BaseMetric):
                 raise ValueError(f"label map '{sample.get('seg_map_path', '?')}' is {tuple(label.shape)} but the "
                                  f"prediction for its image '{sample.get('img_path', '?')}' is {tuple(pred.shape)}: "
                                  "a label map must have its image's size (is it the right file?).")
-            counts = confusion_matrix(pred, label, self.num_classes, self.ignore_index).cpu().numpy()
-            self.results.append((domain, counts))
+            check_class_ids(pred, label, num_classes, self.ignore_index)
+            super().process(data_batch, [sample])
+            self.results[-1] = (domain, *self.results[-1])
 
     def compute_metrics(self, results: list) -> dict[str, float]:
-        confusions: dict[str, np.ndarray] = {}
-        images: dict[str, int] = {}
-        for domain, counts in results:
-            confusions[domain] = confusions.get(domain, 0) + counts
-            images[domain] = images.get(domain, 0) + 1
-        domains = sorted(confusions)
+        """The scores of each domain and group, and their mean over ``mean_over`` (percent, rounded to 0.01)."""
+        if self.format_only:
+            print_log(f"wrote the predictions of {len(results)} images to '{self.output_dir}'", logger="current")
+            return {}
+        areas: dict[str, list] = {}
+        for domain, *image_areas in results:
+            areas.setdefault(domain, []).append(image_areas)
+        domains = sorted(areas)
         for name, members in self.groups.items():
-            present = [m for m in members if m in confusions]
+            present = [m for m in members if m in areas]
             if present:
-                confusions[name] = sum(confusions[m] for m in present)
-                images[name] = sum(images[m] for m in present)
+                areas[name] = [image for m in present for image in areas[m]]
         mean_over = self.mean_over if self.mean_over is not None else tuple(domains)
-        unknown = [d for d in mean_over if d not in confusions]
+        unknown = [d for d in mean_over if d not in areas]
         if unknown:
             raise KeyError(f"`mean_over` names domains {unknown} that the test set does not have; it has {domains}.")
-        report = {name: scores(matrix) for name, matrix in confusions.items()}
+        per_class = {name: self._per_class_scores(image_areas) for name, image_areas in areas.items()}
+        summary = {name: _summary(scores) for name, scores in per_class.items()}
         metrics: dict[str, float] = {}
-        for name, result in report.items():
-            for key in SUMMARY_METRICS:
-                metrics[f"{name}/{key}"] = round(result[key], 2)
-        for key in SUMMARY_METRICS:
-            metrics[f"mean/{key}"] = round(float(np.mean([report[d][key] for d in mean_over])), 2)
-        self._log_tables(report, images)
+        for name, scores in summary.items():
+            metrics.update({f"{name}/{key}": round(value, 2) for key, value in scores.items()})
+        for key in next(iter(summary.values()), {}):
+            metrics[f"mean/{key}"] = round(float(np.mean([summary[d][key] for d in mean_over])), 2)
+        images = {name: len(image_areas) for name, image_areas in areas.items()}
+        self._log_tables(per_class, summary, images)
         if self.output_file and is_main_process():
             classes = list(self.dataset_meta["classes"])
             document = dict(metrics=metrics, mean_over=list(mean_over), images=images, classes=classes,
-                            per_class={name: dict(IoU=dict(zip(classes, r["IoU"])), Acc=dict(zip(classes, r["Acc"])))
-                                       for name, r in report.items()},
+                            per_class={name: {key: dict(zip(classes, (values * 100).tolist()))
+                                              for key, values in scores.items() if key != "aAcc"}
+                                       for name, scores in per_class.items()},
                             **self.extra_info)
             write_text_atomic(self.output_file, json.dumps(document, indent=2, allow_nan=True))
         return metrics
 
-    def _log_tables(self, report: dict[str, dict], images: dict[str, int]) -> None:
+    def _per_class_scores(self, image_areas: list) -> dict[str, np.ndarray]:
+        """mmseg's scores (fractions; NaN where undefined) of the images' pooled areas. Summed in float64: a float32
+        sum of many images' pixel counts would drop counts past 2**24."""
+        totals = [torch.stack(column).double().sum(0) for column in zip(*image_areas)]
+        return self.total_area_to_metrics(*totals, self.metrics, self.nan_to_num, self.beta)
+
+    def _log_tables(self, per_class: dict[str, dict], summary: dict[str, dict], images: dict[str, int]) -> None:
         classes = self.dataset_meta["classes"]
-        for name, result in report.items():
-            table = PrettyTable(["Class", "IoU", "Acc"])
+        for name, scores in per_class.items():
+            columns = [key for key in scores if key != "aAcc"]
+            table = PrettyTable(["Class", *columns])
             for index, class_name in enumerate(classes):
-                iou, acc = result["IoU"][index], result["Acc"][index]
-                if math.isnan(iou) and math.isnan(acc):
+                row = [float(scores[key][index]) * 100 for key in columns]
+                if all(math.isnan(value) for value in row):
                     continue  # neither in the ground truth nor predicted
-                table.add_row([class_name, f"{iou:.2f}", f"{acc:.2f}"])
-            print_log(f"per-class results on '{name}' ({images[name]} images, mIoU {result['mIoU']:.2f}):\n"
-                      f"{table.get_string()}", logger="current")
+                table.add_row([class_name, *(f"{value:.2f}" for value in row)])
+            numbers = ", ".join(f"{key} {value:.2f}" for key, value in summary[name].items())
+            print_log(f"per-class results on '{name}' ({images[name]} images; {numbers}):\n{table.get_string()}",
+                      logger="current")

@@ -1,7 +1,8 @@
 """Per-domain Pascal VOC mAP from one test run over several detection datasets.
 
-Each sample's ``domain`` (set by :class:`soma.datasets.DWDDataset`) says which domain its ground truth and
-detections are scored with. AP itself comes from mmdet's ``eval_map`` (the VOC protocol: IoU 0.5, difficult
+:class:`DomainVOCMetric` is mmdet's ``VOCMetric`` grouped by domain: each sample's ``domain`` (set by
+:class:`soma.datasets.DWDDataset`) says which domain its ground truth and detections (kept as mmdet's ``process``
+keeps them) are scored with. AP itself comes from mmdet's ``eval_map`` (the VOC protocol: IoU 0.5, difficult
 boxes ignored, legacy ``+1`` box sizes, 11-point interpolation by default), exactly as mmdet's ``VOCMetric``
 calls it, once per domain. Results: ``<domain>/mAP`` for each domain and ``mean/mAP`` over ``mean_over``
 (default: every domain), in percent. Per-class AP tables go to the log and, with everything else, to
@@ -14,25 +15,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from mmdet.evaluation import VOCMetric
 from mmdet.evaluation.functional import eval_map
 from mmdet.registry import METRICS
 from mmengine.dist import is_main_process
-from mmengine.evaluator import BaseMetric
 from mmengine.logging import MMLogger, print_log
 
 from soma.utils import write_text_atomic
 
 
-def _per_class_detections(pred: dict, num_classes: int) -> list[np.ndarray]:
-    """``eval_map``'s detection format: one ``(n, 5)`` array ``[x1, y1, x2, y2, score]`` per class."""
-    bboxes = pred["bboxes"].cpu().numpy()
-    scores = pred["scores"].cpu().numpy()
-    labels = pred["labels"].cpu().numpy()
-    return [np.hstack([bboxes[labels == c], scores[labels == c].reshape(-1, 1)]) for c in range(num_classes)]
-
-
 @METRICS.register_module()
-class DomainVOCMetric(BaseMetric):
+class DomainVOCMetric(VOCMetric):
     """VOC mAP and per-class AP per domain (the dataset each sample came from) and their mean.
 
     Args:
@@ -51,35 +44,29 @@ class DomainVOCMetric(BaseMetric):
 
     def __init__(self, iou_thr: float = 0.5, eval_mode: str = "11points", mean_over: Sequence[str] | None = None,
                  output_file: str | None = None, extra_info: dict[str, Any] | None = None, nproc: int = 4,
-                 collect_device: str = "cpu", prefix: str | None = None, **kwargs: Any) -> None:
-        super().__init__(collect_device=collect_device, prefix=prefix, **kwargs)
+                 collect_device: str = "cpu", prefix: str | None = None) -> None:
         if eval_mode not in ("11points", "area"):
             raise ValueError(f"`eval_mode` must be '11points' or 'area', got {eval_mode!r}.")
         if not 0 < iou_thr < 1:
             raise ValueError(f"`iou_thr` must be in (0, 1), got {iou_thr}.")
         if nproc < 1:
             raise ValueError(f"`nproc` must be a positive int, got {nproc}.")
+        super().__init__(iou_thrs=float(iou_thr), eval_mode=eval_mode, collect_device=collect_device, prefix=prefix)
         self.iou_thr = iou_thr
-        self.eval_mode = eval_mode
         self.mean_over = tuple(mean_over) if mean_over is not None else None
         self.output_file = output_file
         self.extra_info = dict(extra_info or {})
         self.nproc = nproc
 
     def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
-        """Keep each image's ground truth and per-class detections, tagged with its domain."""
-        num_classes = len(self.dataset_meta["classes"])
+        """One result per image: its domain, and its ground truth and per-class detections as mmdet keeps them."""
         for sample in data_samples:
             domain = sample.get("domain")
             if domain is None:
                 raise KeyError("data sample has no 'domain': use a soma.datasets.DWDDataset and add 'domain' to "
                                "PackDetInputs' meta_keys (soma.datasets.dwd.DET_DOMAIN_META_KEYS).")
-            gt, ignored = sample["gt_instances"], sample.get("ignored_instances", {})
-            annotation = dict(
-                bboxes=gt["bboxes"].cpu().numpy(), labels=gt["labels"].cpu().numpy(),
-                bboxes_ignore=ignored["bboxes"].cpu().numpy() if "bboxes" in ignored else np.zeros((0, 4)),
-                labels_ignore=ignored["labels"].cpu().numpy() if "labels" in ignored else np.zeros((0,)))
-            self.results.append((domain, annotation, _per_class_detections(sample["pred_instances"], num_classes)))
+            super().process(data_batch, [sample])
+            self.results[-1] = (domain, *self.results[-1])
 
     def compute_metrics(self, results: list) -> dict[str, float]:
         """mAP per domain and their mean (percent); per-class AP to the log and ``output_file``."""

@@ -18,9 +18,11 @@ from .layer import SoMALinear
 from .model import (TrainableSummary, apply_soma, initialize_soma, merge_soma, soma_layers, trainable_parameters,
                     unload_soma, unmerge_soma)
 from .registry import PEFT_METHODS, PeftMethod, build_peft_config, peft_method, register_peft_method
+from .rein import ReinConfig, Reins, apply_rein, initialize_rein, rein_modules
 from .state import load_soma_state_dict, soma_state_dict
 
 register_peft_method("SoMA", SoMAConfig, apply_soma, initialize_soma)
+register_peft_method("Rein", ReinConfig, apply_rein, initialize_rein)
 
 __all__ = [
     "SoMAConfig",
@@ -39,4 +41,6 @@ __all__ = [
     "soma_layers",
     # adapter methods by name (`peft=dict(type=...)`)
     "PEFT_METHODS", "PeftMethod", "build_peft_config", "peft_method", "register_peft_method",
+    # Rein (arXiv:2312.04265)
+    "ReinConfig", "Reins", "apply_rein", "initialize_rein", "rein_modules",
 ]

@@ -64,3 +64,40 @@ class AdapterModule(nn.Module):
     def layer_info(self) -> dict[str, Any]:
         """Parameter shapes, checked when an adapter file is loaded."""
         return {name: list(param.shape) for name, param in self.named_parameters()}
+
+
+class BlockRefiner(AdapterModule):
+    """An adapter module that refines a ViT's token sequence after some of its blocks (Rein).
+
+    The backbone finds refiners by type among the ViT's modules and, after running block ``i`` for each ``i`` in
+    :attr:`refined_blocks`, replaces the tokens by ``refine(tokens, i, ...)``. A refiner may also give a query
+    decoder (Mask2Former) its object queries: then :attr:`decoder_query_shape` is not ``None`` and
+    :meth:`decoder_queries` returns them.
+    """
+
+    @property
+    def refined_blocks(self) -> tuple[int, ...]:
+        """Indices of the blocks whose output this module refines."""
+        raise NotImplementedError
+
+    def refine(self, tokens: torch.Tensor, block_index: int, num_prefix_tokens: int,
+               grid_size: tuple[int, int]) -> torch.Tensor:
+        """The refined output of block ``block_index``.
+
+        Args:
+            tokens: ``(B, num_prefix_tokens + H*W, C)``: class/register tokens first, then the patch tokens in
+                row-major order of the ``grid_size = (H, W)`` patch grid.
+        """
+        raise NotImplementedError
+
+    @property
+    def decoder_query_shape(self) -> tuple[int, int] | None:
+        """``(num_queries, channels)`` of :meth:`decoder_queries`, or ``None`` if this module gives no queries."""
+        return None
+
+    def decoder_queries(self) -> torch.Tensor:
+        """Object queries ``(num_queries, channels)`` for a query decoder, shared by all images of a batch."""
+        raise NotImplementedError(f"{type(self).__name__} gives no decoder queries.")
+
+
+__all__.append("BlockRefiner")

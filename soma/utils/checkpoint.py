@@ -9,13 +9,18 @@ fails. The policy here:
   ``.safetensors`` is read with safetensors. Our backbones load ``init_cfg=Pretrained`` through it.
 * :func:`load_trusted_checkpoint` — checkpoints this codebase (mmengine's Runner) wrote and the user named
   (``load_from``, ``--resume``, a test checkpoint). Full unpickling.
+* :func:`register_local_checkpoint_loader` — mmengine's local-file checkpoint loader (``load_from``,
+  ``resume``, ``init_cfg=Pretrained``, ...) unpickles fully only the files given to :func:`trust_checkpoint`
+  and loads every other file with :func:`load_weights`.
 * :func:`register_atomic_local_backend` — mmengine's local file writes (checkpoints) go through a temp file.
-* :func:`register_trusted_local_loader` — makes mmengine's local-file loader use the trusted path, so the
-  Runner's ``load_checkpoint``/``resume`` work. Called once when ``soma`` is imported.
+
+Importing ``soma`` changes none of mmengine's behaviour: the two ``register_*`` functions run only through
+:func:`soma.apis.runtime.setup_runtime`, which tools/train.py and tools/test.py call.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import pickle
 import tempfile
@@ -117,15 +122,43 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
-def _load_local_trusted(filename: str, map_location: Any = None) -> Any:
-    return load_trusted_checkpoint(filename, map_location=map_location or "cpu")
+_trusted_paths: set[str] = set()
 
 
-def register_trusted_local_loader() -> None:
-    """Route mmengine's local checkpoint loading (``load_from``, ``resume``) through the trusted loader."""
+def _resolved(path: str | os.PathLike) -> str:
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
+
+
+def trust_checkpoint(path: str | os.PathLike) -> None:
+    """Allow full unpickling of this one local file (the ``load_from``/``--resume``/test checkpoint the user
+    named) when mmengine loads it through :func:`load_local_checkpoint`. Links and relative paths resolve to
+    the same file."""
+    _trusted_paths.add(_resolved(path))
+
+
+def is_trusted_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether :func:`trust_checkpoint` was called for ``path`` (after resolving links and relative paths)."""
+    return _resolved(path) in _trusted_paths
+
+
+def load_local_checkpoint(filename: str, map_location: Any = None) -> Any:
+    """mmengine's loader of local checkpoint files: full unpickling for a trusted file, else ``weights_only``.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        RuntimeError: an untrusted file holds pickled Python objects (the message says how to use it), or the
+            file is truncated.
+    """
+    if is_trusted_checkpoint(filename):
+        return load_trusted_checkpoint(filename, map_location=map_location or "cpu")
+    return load_weights(filename, map_location=map_location or "cpu")
+
+
+def register_local_checkpoint_loader() -> None:
+    """Route mmengine's local checkpoint loading through :func:`load_local_checkpoint`; idempotent."""
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    CheckpointLoader.register_scheme(prefixes="", loader=_load_local_trusted, force=True)
+    CheckpointLoader.register_scheme(prefixes="", loader=load_local_checkpoint, force=True)
 
 
 def register_atomic_local_backend() -> None:
@@ -134,8 +167,23 @@ def register_atomic_local_backend() -> None:
     mmengine's Runner serialises a checkpoint to memory and writes it with ``LocalBackend.put``, which opens the
     final file directly: a job killed while writing a ViT-L checkpoint leaves a truncated ``iter_N.pth`` that
     ``--resume`` then fails on. Writing to a temporary file and renaming keeps the previous checkpoint intact.
+    Idempotent.
     """
     from mmengine.fileio import LocalBackend, register_backend
+    from mmengine.fileio import io as mmengine_io
+
+    atomic_backend = _atomic_local_backend()
+    register_backend("local", atomic_backend, force=True, prefixes="")
+    # mmengine caches backend instances: one made before this call would keep writing in place.
+    for key, backend in list(mmengine_io.backend_instances.items()):
+        if type(backend) is LocalBackend:
+            del mmengine_io.backend_instances[key]
+
+
+@functools.lru_cache(maxsize=1)
+def _atomic_local_backend() -> type:
+    """mmengine's ``LocalBackend`` whose ``put``/``put_text`` write to a temporary file and rename."""
+    from mmengine.fileio import LocalBackend
 
     class AtomicLocalBackend(LocalBackend):
         def put(self, obj: bytes, filepath: str | os.PathLike) -> None:
@@ -146,4 +194,4 @@ def register_atomic_local_backend() -> None:
             with atomic_path(filepath) as tmp:
                 tmp.write_text(obj, encoding=encoding)
 
-    register_backend("local", AtomicLocalBackend, force=True, prefixes="")
+    return AtomicLocalBackend

@@ -7,6 +7,7 @@
 * :func:`check_legacy_keys`: keys of mmseg 0.x / mmcv 1.x configs that mmengine silently ignores
   (``resume_from``, ``total_iters``, ``workflow``, ...) are refused with their modern spelling;
 * :func:`check_num_classes`: the head's ``num_classes`` against the classes of the dataset(s);
+* :func:`check_domain_datasets`: a per-domain metric needs datasets whose samples carry their ``domain``;
 * :func:`warn_patch_padding`: a crop that is not a multiple of the ViT patch is padded; said once, with the cost.
 """
 from __future__ import annotations
@@ -282,6 +283,54 @@ def check_num_classes(cfg: Config) -> None:
                 and len(weights) != count + 1:
             raise ConfigError(f"{key}.loss_cls.class_weight has {len(weights)} entries but Mask2Former needs "
                               f"num_classes + 1 = {count + 1} (one per class and the last for 'no object').")
+
+
+# ---------------------------------------------------------------------------------------------- domains
+# Metrics that score each sample by ``data_sample.metainfo["domain"]``.
+DOMAIN_METRICS = ("DomainIoUMetric", "DomainVOCMetric")
+
+
+def _dataset_class(dataset: Mapping[str, Any], scope: str) -> type | None:
+    import mmdet.registry
+    import mmseg.registry
+
+    kind = dataset.get("type")
+    if not isinstance(kind, str):
+        return kind if isinstance(kind, type) else None
+    kind_scope, _, bare = kind.rpartition(".")
+    registry = mmdet.registry.DATASETS if (kind_scope or scope) == "mmdet" else mmseg.registry.DATASETS
+    return registry.get(bare if kind_scope in ("mmseg", "mmdet") else kind)
+
+
+def check_domain_datasets(cfg: Config) -> None:
+    """A per-domain metric (``DomainIoUMetric``, ``DomainVOCMetric``) over datasets that tag their samples.
+
+    Those metrics read each sample's ``domain``, which SoMA's datasets write (:mod:`soma.datasets.domain`); over
+    any other dataset a run would train for its whole schedule and fail at the first evaluation.
+
+    Raises:
+        ConfigError: ``val_evaluator``/``test_evaluator`` is a per-domain metric and a dataset of
+            ``val_dataloader``/``test_dataloader`` does not derive from ``soma.datasets.DomainDatasetMixin``.
+    """
+    from soma.datasets.domain import DomainDatasetMixin
+
+    scope = cfg.get("default_scope", "mmseg")
+    for loader, evaluator_key in (("val_dataloader", "val_evaluator"), ("test_dataloader", "test_evaluator")):
+        evaluators = cfg.get(evaluator_key)
+        evaluators = evaluators if isinstance(evaluators, (list, tuple)) else [evaluators]
+        metrics = [str(e.get("type")).rpartition(".")[2] for e in evaluators if isinstance(e, Mapping)]
+        metric = next((m for m in metrics if m in DOMAIN_METRICS), None)
+        loader_cfg = cfg.get(loader)
+        if metric is None or not isinstance(loader_cfg, Mapping):
+            continue
+        for dataset in leaf_datasets(loader_cfg.get("dataset")):
+            cls = _dataset_class(dataset, scope)
+            if cls is not None and not issubclass(cls, DomainDatasetMixin):
+                raise ConfigError(
+                    f"`{evaluator_key}` is {metric}, which scores each sample by the `domain` its dataset gives it, "
+                    f"but the {loader} dataset {getattr(cls, '__name__', cls)} gives none: use a SoMA dataset "
+                    "(DGSegDataset or a subclass such as DGCityscapesDataset for segmentation, DWDDataset for "
+                    "detection; set its `domain=`), or a metric without domains (IoUMetric, VOCMetric).")
 
 
 # ---------------------------------------------------------------------------------------------- patch size

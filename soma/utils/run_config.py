@@ -19,7 +19,8 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
-from .config_check import check_config_types, check_legacy_keys, check_num_classes, load_config, warn_patch_padding
+from .config_check import (check_config_types, check_domain_datasets, check_legacy_keys, check_num_classes,
+                           load_config, warn_patch_padding)
 from .distributed import use_cpu_distributed
 
 AMP_DTYPES = ("auto", "bfloat16", "float16", "float32")  # float32: no AMP (the plain OptimWrapper)
@@ -42,11 +43,11 @@ def load_run_config(args: argparse.Namespace) -> Config:
     """The config of ``args.config`` with the command-line overrides, its types checked before any build.
 
     Sets the work dir and launcher; under a launcher on a machine without GPUs, switches to gloo and a CPU
-    DDP wrapper. Refuses legacy keys and head/dataset class counts that differ, and warns about crop sizes
-    that are not a multiple of the patch size (:mod:`soma.utils.config_check`). ``--non-strict`` becomes
-    ``strict_loading = False`` (read by :class:`soma.engine.SoMARunner`). ``args.amp`` (tools/train.py's
-    ``--amp``) asks for AMP on a config without it; the AMP settings are then resolved for this machine by
-    :func:`resolve_amp`.
+    DDP wrapper. Refuses legacy keys, head/dataset class counts that differ and per-domain metrics over datasets
+    without domains, and warns about crop sizes that are not a multiple of the patch size
+    (:mod:`soma.utils.config_check`). ``--non-strict`` becomes ``strict_loading = False`` (read by
+    :class:`soma.engine.SoMARunner`). ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without
+    it; the AMP settings are then resolved for this machine by :func:`resolve_amp`.
     """
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     cfg = load_config(args.config)
@@ -56,6 +57,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
     check_legacy_keys(cfg, f"config '{args.config}'")
     check_config_types(cfg)  # unknown `type=` names fail now, with the closest registered names
     check_num_classes(cfg)
+    check_domain_datasets(cfg)  # a per-domain metric over datasets without domains would fail only at evaluation
     warn_patch_padding(cfg)
     if getattr(args, "non_strict", False):
         cfg.strict_loading = False

@@ -1,6 +1,12 @@
-"""Shared by the detection tests: a tiny generated copy of the DWD layout and mmdet's default scope."""
+"""Shared by the detection tests: a tiny generated copy of the DWD layout, mmdet's default scope, and the
+train-then-test run of the tiny detector configs."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,3 +76,48 @@ def mmdet_scope():
     register_all_modules(init_default_scope=False)
     with DefaultScope.overwrite_default_scope("mmdet"):
         yield
+
+
+@dataclass
+class TrainTestRun:
+    """What a tiny train-then-test run left behind."""
+
+    records: list[dict]  # training log records with a loss, in order
+    train_log: str  # stdout + stderr of tools/train.py
+    metrics: dict  # test run's metrics.json
+    test_stdout: str
+    per_class: dict  # test run's per_class.json
+
+
+def train_then_test(tmp_path: Path, config_template: str, iters: int) -> TrainTestRun:
+    """Write generated DWD data and ``config_template`` (``{repo}``, ``{data}``, ``{iters}``), run tools/train.py,
+    then tools/test.sh on the last checkpoint; both must succeed."""
+    from ..conftest import REPO
+
+    make_dwd_like(tmp_path / "dwd")
+    config = tmp_path / "tiny_detector_dwd.py"
+    config.write_text(config_template.format(repo=REPO, data=tmp_path / "dwd", iters=iters))
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="2")
+    train = subprocess.run([sys.executable, str(REPO / "tools/train.py"), str(config), "--work-dir",
+                            str(tmp_path / "work")], capture_output=True, text=True, cwd=REPO, env=env)
+    assert train.returncode == 0, train.stderr[-3000:]
+    (scalars,) = (tmp_path / "work").glob("*/vis_data/scalars.json")
+    records = [record for record in map(json.loads, scalars.read_text().splitlines()) if "loss" in record]
+    assert len(records) == iters
+    checkpoint = tmp_path / "work" / f"iter_{iters}.pth"
+    test = subprocess.run(["bash", str(REPO / "tools/test.sh"), str(config), str(checkpoint), "1", "--work-dir",
+                           str(tmp_path / "test")], capture_output=True, text=True, cwd=REPO, env=env)
+    assert test.returncode == 0, test.stderr[-3000:]
+    metrics, per_class = (json.loads((tmp_path / "test" / name).read_text()) for name in ("metrics.json",
+                                                                                           "per_class.json"))
+    return TrainTestRun(records, train.stdout + train.stderr, metrics, test.stdout, per_class)
+
+
+def check_domain_metrics(metrics: dict) -> None:
+    """Per-domain mAP for all five domains, and ``mean/mAP`` over the four unseen ones only."""
+    from soma.datasets import DWD_DOMAINS as DOMAINS  # the source (daytime_clear) first
+
+    assert {f"{d}/mAP" for d in DOMAINS} | {"mean/mAP"} <= set(metrics)
+    assert all(0.0 <= metrics[f"{d}/mAP"] <= 100.0 for d in DOMAINS)
+    target_mean = sum(metrics[f"{d}/mAP"] for d in DOMAINS[1:]) / 4
+    assert abs(metrics["mean/mAP"] - target_mean) < 0.01

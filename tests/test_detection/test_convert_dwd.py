@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from tools.convert_datasets.common import LayoutError
-from tools.convert_datasets.dwd import link_dwd
+from soma.convert.datasets.common import LayoutError
+from soma.convert.datasets.dwd import link_dwd
 
 from ..conftest import REPO
 from .conftest import make_dwd_like

@@ -19,3 +19,12 @@ def restore_mmcv_ops(monkeypatch):
 
     monkeypatch.setattr(MultiScaleDeformableAttnFunction, "apply", MultiScaleDeformableAttnFunction.apply)
     monkeypatch.setattr(focal_loss, "_sigmoid_focal_loss", focal_loss._sigmoid_focal_loss)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def soma_runtime():
+    """What the tools set up before a run (importing soma does not): SOMA_MSDA_PYTORCH and named errors for the
+    CUDA ops an mmcv without them lacks."""
+    from soma.apis.runtime import setup_runtime
+
+    setup_runtime()

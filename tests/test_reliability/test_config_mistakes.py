@@ -90,7 +90,7 @@ def test_crop_not_a_multiple_of_the_patch_warns_once_with_the_cost(tmp_path, mm_
 
 
 def test_tools_print_config_errors_in_one_line(tmp_path, monkeypatch):
-    from tools import test as test_tool
+    from soma.apis import testing as test_tool
 
     config = write(tmp_path / "old.py", CONFIG.format(repo=REPO, data=tmp_path / "data")
                    + "resume_from = 'work_dirs/old/iter_4.pth'\n")

@@ -113,7 +113,7 @@ def test_out_of_memory_says_what_to_change(tmp_path, data):
 
 
 def test_resume_finds_the_latest_checkpoint_when_last_checkpoint_is_unusable(tmp_path):
-    from tools.train import latest_checkpoint
+    from soma.apis.training import latest_checkpoint
 
     assert latest_checkpoint(str(tmp_path)) is None  # nothing to resume: a fresh start
     for name in ("iter_2.pth", "iter_10.pth", "iter_4.pth", "best_mIoU_iter_10.pth"):

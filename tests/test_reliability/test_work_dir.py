@@ -63,7 +63,7 @@ def test_stale_locks_are_taken_over(tmp_path):
 
 
 def test_train_refuses_a_reused_work_dir_before_building_anything(tmp_path, monkeypatch):
-    from tools import train
+    from soma.apis import training as train
 
     config = tmp_path / "tiny.py"
     config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "no_data_needed"))

@@ -65,15 +65,13 @@ def varied_checkpoint(trained: Path, path: Path) -> Path:
 def acdc(tiny_run, tmp_path_factory):
     """The layout, the derived config, a checkpoint with varied predictions and its trainId prediction of every
     image (the reference)."""
-    from mmseg.apis import inference_model
-
-    from tools.inference import init_model
+    from mmseg.apis import inference_model, init_model
 
     root = tmp_path_factory.mktemp("acdc")
     images = make_acdc_test_layout(root / "acdc")
     config = acdc_config(tiny_run.config, root / "acdc", root / "acdc_tiny.py")
     checkpoint = varied_checkpoint(tiny_run.trained, root / "varied.pth")
-    model = init_model(config, checkpoint)
+    model = init_model(str(config), str(checkpoint), device="cpu")  # mmseg's own, independent of the tool
     files = [p for paths in images.values() for p in paths]
 
     def predict(pipeline):
@@ -96,7 +94,7 @@ def read_png(path: Path) -> np.ndarray:
 
 
 def test_one_train_id_png_per_image_and_the_zip(acdc, tiny_run, tmp_path):
-    from tools.acdc_submission import make_submission
+    from soma.evaluation.acdc_submission import make_submission
 
     result = make_submission(acdc["config"], acdc["checkpoint"], tmp_path / "out", data_root=acdc["root"],
                              conditions=list(CONDITIONS))
@@ -152,10 +150,15 @@ def test_label_ids_option_maps_through_cityscapesscripts(acdc, tiny_run, tmp_pat
         np.testing.assert_array_equal(labels, np.vectorize(train_to_id.get)(reference))
     with zipfile.ZipFile(tmp_path / "out" / "acdc_test_submission.zip") as archive:
         assert sorted(archive.namelist()) == sorted(f"labelIds/{name}" for name in acdc["reference"])
+        for name, reference in acdc["reference"].items():
+            with archive.open(f"labelIds/{name}") as member:
+                np.testing.assert_array_equal(read_png(member), np.vectorize(train_to_id.get)(reference))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["acdc_test_submission.zip", "labelIds"]
 
 
 def test_errors(acdc, tiny_run, tmp_path, capsys):
-    from tools.acdc_submission import main, make_submission
+    from soma.evaluation.acdc_submission import make_submission
+    from tools.acdc_submission import main
 
     with pytest.raises(SystemExit, match=r"rgb_anon/rain/test' does not exist"):
         main([str(acdc["config"]), str(tiny_run.trained), "--out", str(tmp_path / "out"), "--data-root",
@@ -165,3 +168,14 @@ def test_errors(acdc, tiny_run, tmp_path, capsys):
         make_submission(tiny_run.config, tiny_run.trained, tmp_path / "out", data_root=acdc["root"])
     with pytest.raises(FileNotFoundError, match="no_such_config.py"):
         make_submission(tmp_path / "no_such_config.py", tiny_run.trained, tmp_path / "out")
+
+
+def test_a_merged_checkpoint_is_loaded_into_the_backbone_without_adapters(acdc, tiny_run, tmp_path):
+    """tools/merge_adapter.py's plain weights: the test loop builds the config's backbone with ``peft=None``."""
+    from soma.evaluation.acdc_submission import make_submission
+
+    merged = varied_checkpoint(tiny_run.merged, tmp_path / "merged_varied.pth")  # the same head as the reference
+    result = make_submission(acdc["config"], merged, tmp_path / "out", data_root=acdc["root"], conditions=["fog"])
+    for path in result.files["fog"]:
+        same = read_png(path) == acdc["reference"][path.name]
+        assert same.mean() > 0.99  # merging changes the weights by rounding only

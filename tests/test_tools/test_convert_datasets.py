@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tools.convert_datasets import acdc, cityscapes, gta5, mapillary, synthia, urbansyn
-from tools.convert_datasets.common import LayoutError, Summary, build_lut, remap
+from soma.convert.datasets import acdc, cityscapes, gta5, mapillary, synthia, urbansyn
+from soma.convert.datasets.common import LayoutError, Summary, build_lut, remap
 
 from ..conftest import REPO
 

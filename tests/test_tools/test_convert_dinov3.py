@@ -16,8 +16,8 @@ import pytest
 import timm
 import torch
 
+from soma.convert.models import dinov3 as convert_dinov3
 from soma.models.backbones import DINOv3
-from tools.convert_models import dinov3 as convert_dinov3
 
 from ..conftest import REPO
 from .weight_layouts import StateDict, random_timm_model, save_state, timm_layout

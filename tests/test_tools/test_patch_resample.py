@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from timm.layers import resample_patch_embed
 
+from soma.convert.models import dinov2 as convert_dinov2
+from soma.convert.models.common import dc_gain, resample_patch_kernel
 from soma.models import DINOv2
-from tools.convert_models import dinov2 as convert_dinov2
-from tools.convert_models.common import dc_gain, resample_patch_kernel
 
 from .test_convert_models import (
     CASES,

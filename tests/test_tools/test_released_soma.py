@@ -17,10 +17,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from soma.apis import build_model
+from soma.convert.models import released_soma
 from soma.models import DINOv2
 from soma.peft import soma_layers
-from tools.convert_models import released_soma
-from tools.model_loading import build_model
 
 from ..conftest import REPO, TINY_MODEL
 from .test_train import CONFIG, make_cityscapes_like

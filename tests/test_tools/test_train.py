@@ -288,7 +288,7 @@ def test_release_protocol_keeps_the_best_and_the_second_stage_starts_from_it(tmp
 
 def test_load_from_pattern_resolves_to_its_one_match(tmp_path):
     from soma.utils import ConfigError
-    from tools.train import resolve_load_from
+    from soma.apis.training import resolve_load_from
 
     assert resolve_load_from("work_dirs/x/iter_40000.pth") == "work_dirs/x/iter_40000.pth"  # not a pattern
     pattern = str(tmp_path / "best_mean_mIoU_iter_*.pth")

@@ -2,7 +2,6 @@
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.runner.checkpoint import _load_checkpoint
 
 from soma.utils import (
     UnknownTypeError,
@@ -46,7 +45,6 @@ def test_runner_checkpoints_load_and_foreign_files_stay_safe(tmp_path):
     runner_ckpt = tmp_path / "iter_10.pth"
     torch.save({"state_dict": {"w": torch.ones(2)}, "message_hub": {"log": HistoryBuffer([1.0, 2.0], [1, 1])},
                 "meta": {"iter": 10}}, runner_ckpt)
-    assert _load_checkpoint(str(runner_ckpt), map_location="cpu")["meta"]["iter"] == 10  # mmengine's path
     assert load_trusted_checkpoint(runner_ckpt)["meta"]["iter"] == 10
 
     weights = tmp_path / "dinov2.pth"

@@ -3,9 +3,6 @@
 On CPU mmcv's module already takes the PyTorch path; what the option changes is
 ``MultiScaleDeformableAttnFunction.apply``, which the module calls for CUDA tensors, so that is called directly.
 """
-import os
-import subprocess
-import sys
 import types
 
 import pytest
@@ -23,8 +20,6 @@ from soma.utils.mmcv_ops import (
     use_pytorch_msdeformattn,
 )
 from soma.utils.run_config import run_mmcv_ops_in_float32_under_bf16
-
-from ..conftest import REPO
 
 
 @pytest.fixture
@@ -70,21 +65,6 @@ def test_option_is_idempotent_and_survives_the_bf16_wrapper(restore_msda):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = MultiScaleDeformableAttnFunction.apply(value, shapes, start, locations, weights, 64)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
-
-
-@pytest.mark.slow  # a subprocess run of the tool's command line
-def test_environment_variable_turns_it_on_at_import():
-    code = ("import warnings\n"
-            "with warnings.catch_warnings(record=True) as seen:\n"
-            "    warnings.simplefilter('always')\n"
-            "    import soma\n"
-            "from soma.utils.mmcv_ops import msda_uses_pytorch\n"
-            "print(msda_uses_pytorch(), [str(w.message)[:60] for w in seen if 'pure-PyTorch' in str(w.message)])\n")
-    for value, expected in (("1", "True [\"MultiScaleDeformableAttention runs mmcv's pure-PyTorch path"),
-                            ("0", "False []")):
-        env = dict(os.environ, SOMA_MSDA_PYTORCH=value, PYTHONPATH=str(REPO))
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO)
-        assert out.stdout.startswith(expected), out.stdout + out.stderr[-2000:]
 
 
 def test_missing_cuda_op_error_names_the_op_and_the_fix():

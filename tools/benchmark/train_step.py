@@ -110,7 +110,7 @@ def synthetic_batch(num_images: int, size: tuple[int, int], test: bool = False) 
 
 # ---------------------------------------------------------------------------------------------------- workers
 def prepare_process() -> None:
-    """Registries and quiet logs in this process (spawned workers start from scratch)."""
+    """Registries, mmcv op settings and quiet logs in this process (spawned workers start from scratch)."""
     import logging
     import warnings
 
@@ -118,7 +118,9 @@ def prepare_process() -> None:
     from mmengine.registry import init_default_scope
 
     import soma  # noqa: F401  (registers the backbones, segmentor and hooks)
+    from soma.apis.runtime import setup_runtime
 
+    setup_runtime()  # SOMA_MSDA_PYTORCH, and named errors for CUDA ops mmcv was built without
     init_default_scope("mmseg")
     # No per-parameter init/optimizer reports; the precision actually used is in the table.
     MMLogger.get_current_instance().setLevel(logging.ERROR)

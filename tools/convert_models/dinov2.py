@@ -3,73 +3,16 @@
     python tools/convert_models/dinov2.py SRC DST [--arch small|base|large|giant] [--register-tokens 0|4]
                                           [--patch-resample bicubic|pinv] [--patch-size 16]
     python tools/convert_models/dinov2.py dinov2_vitl14_pretrain.pth checkpoints/dinov2_vitl14_converted.pth
+    python tools/convert_models/dinov2.py facebook-dinov2-large/ checkpoints/dinov2_vitl14_converted.pth  # HF folder
     # the kernel the published SoMA numbers were obtained with (the official converter's bicubic 14 -> 16):
-    python tools/convert_models/dinov2.py dinov2_vitl14_pretrain.pth \
+    python tools/convert_models/dinov2.py dinov2_vitl14_pretrain.pth \\
         checkpoints/dinov2_vitl14_patch16-bicubic.pth --patch-resample bicubic
 
-Accepts the official ``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth`` releases and timm ``vit_*_patch14_dinov2``
-state dicts (``.pth`` or ``.safetensors``). The arch and the register tokens are read off the shapes; ``--arch`` and
-``--register-tokens`` are checked against them. timm's ``vision_transformer.checkpoint_filter_fn`` converts the
-official layout (register tokens, the giant's ``mlp.w12``/``mlp.w3``) and the iBOT ``mask_token`` is dropped.
-``--patch-resample`` is explained in :mod:`tools.convert_models.common`.
+A command line over :mod:`soma.convert.models.dinov2` (what it reads, writes and refuses).
 """
-from __future__ import annotations
-
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tools` is a repo folder, not an installed package
-
-import torch  # noqa: E402
-from timm.models.vision_transformer import checkpoint_filter_fn  # noqa: E402
-
-from soma.models import DINOv2  # noqa: E402
-from tools.convert_models.common import Family, Option  # noqa: E402
-from tools.convert_models.common import main as run_converter  # noqa: E402
-
-REGISTER_TOKEN_COUNTS = (0, 4)
-
-
-def count_register_tokens(state: Mapping[str, torch.Tensor]) -> int:
-    """Register tokens in an official (``register_tokens``) or timm (``reg_token``) state dict; 0 without.
-
-    Raises:
-        ValueError: a count no DINOv2 release has.
-    """
-    tokens = state.get("register_tokens", state.get("reg_token"))
-    count = 0 if tokens is None else tokens.shape[-2]
-    if count not in REGISTER_TOKEN_COUNTS:
-        raise ValueError(f"the weights have {count} register tokens; DINOv2 releases have {REGISTER_TOKEN_COUNTS}.")
-    return count
-
-
-def dinov2_timm_name(name: str, options: Mapping[str, int]) -> str:
-    """timm model of an arch: the ``*_reg4_dinov2`` variant with register tokens (as ``DINOv2`` builds it)."""
-    return name.replace("_dinov2", "_reg4_dinov2") if options.get("register_tokens") else name
-
-
-DINOV2 = Family(
-    backbone=DINOv2,
-    checkpoint_filter=checkpoint_filter_fn,
-    native_patch=14,
-    native_img_size=518,
-    # Every DINOv2 block has a fused qkv and layer scale (the official and timm layouts share these names).
-    signatures=(frozenset({"patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.0.ls1.gamma"}),),
-    official_markers=("mask_token", "register_tokens", "blocks.0.mlp.w12.weight"),
-    layouts="the official dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth layout or a timm vit_*_patch14[_reg4]_dinov2 "
-            "state dict",
-    options=(Option("register_tokens", REGISTER_TOKEN_COUNTS, count_register_tokens,
-                    help="register tokens: 4 for the *_reg4 releases"),),
-    timm_model_name=dinov2_timm_name,
-    patch_resampling=True,
-)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit code (see the module docstring)."""
-    return run_converter(DINOV2, __doc__.splitlines()[0], argv)
-
+from soma.convert.models.dinov2 import main
 
 if __name__ == "__main__":
     sys.exit(main())

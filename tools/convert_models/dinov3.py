@@ -3,83 +3,11 @@
     python tools/convert_models/dinov3.py SRC DST [--arch tiny|small|base|large] [--qkv-bias 0|1]
     python tools/convert_models/dinov3.py dinov3_vitl16_pretrain_lvd1689m.pth checkpoints/dinov3_vitl16_converted.pth
 
-Accepts the official facebookresearch/dinov3 ``dinov3_vit{s,b,l}16_pretrain_*.pth`` releases (``storage_tokens``,
-``ls1.gamma``, ``attn.qkv.bias`` with its ``bias_mask``, ``rope_embed.periods``, ``mask_token``) and timm
-``vit_*_patch16_dinov3[_qkvb]`` state dicts (``.pth`` or ``.safetensors``). The arch, the 4 storage tokens and
-the q/v biases are read off the weights; ``--arch``, ``--register-tokens`` and ``--qkv-bias`` are checked against
-them. The distilled releases' q/k/v biases are all zero: such files become the bias-free timm model (load it with
-``DINOv3(qkv_bias=False)``, the default), files with non-zero biases the ``*_qkvb`` one (``qkv_bias=True``).
-timm's ``eva.checkpoint_filter_fn`` converts the official layout; the ``mask_token`` and the fixed RoPE periods
-are dropped.
+A command line over :mod:`soma.convert.models.dinov3` (what it reads, writes and refuses).
 """
-from __future__ import annotations
-
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # `tools` is a repo folder, not an installed package
-
-import torch  # noqa: E402
-
-from soma.models.backbones import DINOv3  # noqa: E402
-from soma.models.backbones.dinov3 import STORAGE_TOKENS, dinov3_checkpoint_filter, qv_bias_is_nonzero  # noqa: E402
-from tools.convert_models.common import Family, Option  # noqa: E402
-from tools.convert_models.common import main as run_converter  # noqa: E402
-
-
-def count_storage_tokens(state: Mapping[str, torch.Tensor]) -> int:
-    """Storage tokens in an official (``storage_tokens``) or timm (``reg_token``) DINOv3 state dict.
-
-    Raises:
-        ValueError: a count no DINOv3 release has.
-    """
-    tokens = state.get("storage_tokens", state.get("reg_token"))
-    count = 0 if tokens is None else tokens.shape[-2]
-    if count != STORAGE_TOKENS:
-        raise ValueError(f"the weights have {count} storage/register tokens; DINOv3 releases have {STORAGE_TOKENS}.")
-    return count
-
-
-def has_qkv_bias(state: Mapping[str, torch.Tensor]) -> int:
-    """1 for a timm ``*_dinov3_qkvb`` state dict or an official file with non-zero q/v biases, else 0.
-
-    Official files always store ``attn.qkv.bias``; only non-zero values need the ``*_qkvb`` model.
-    """
-    if "blocks.0.attn.q_bias" in state:
-        return 1
-    return int(qv_bias_is_nonzero(state))
-
-
-def dinov3_timm_name(name: str, options: Mapping[str, int]) -> str:
-    """timm model of an arch: the ``*_dinov3_qkvb`` variant with q/v biases (as ``DINOv3`` builds it)."""
-    return name.replace("_dinov3", "_dinov3_qkvb") if options.get("qkv_bias") else name
-
-
-DINOV3 = Family(
-    backbone=DINOv3,
-    checkpoint_filter=dinov3_checkpoint_filter,
-    native_patch=16,
-    native_img_size=256,  # no absolute position embedding to read it from; RoPE works at any grid
-    # Fused qkv and layer scale in every block, plus storage tokens (named differently by the two layouts).
-    signatures=(frozenset({"patch_embed.proj.weight", "storage_tokens", "blocks.0.attn.qkv.weight",
-                           "blocks.0.ls1.gamma"}),
-                frozenset({"patch_embed.proj.weight", "reg_token", "blocks.0.attn.qkv.weight", "blocks.0.gamma_1"})),
-    official_markers=("storage_tokens", "mask_token", "blocks.0.ls1.gamma"),
-    layouts="the official dinov3_vit{s,b,l}16_pretrain_*.pth layout or a timm vit_*_patch16_dinov3[_qkvb] "
-            "state dict",
-    options=(Option("register_tokens", (STORAGE_TOKENS,), count_storage_tokens,
-                    help=f"storage (register) tokens: {STORAGE_TOKENS} in every DINOv3 release"),
-             Option("qkv_bias", (0, 1), has_qkv_bias,
-                    help="1: q/v biases (timm *_dinov3_qkvb; the backbone's qkv_bias=True)")),
-    timm_model_name=dinov3_timm_name,
-)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Command line entry point; returns the exit code (see the module docstring)."""
-    return run_converter(DINOV3, __doc__.splitlines()[0], argv)
-
+from soma.convert.models.dinov3 import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,8 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.models.vision_transformer import checkpoint_filter_fn
 
+from ...convert.models.filters import dinov2_to_timm
 from ...registry import register_model
 from .foundation_vit import FoundationViT
 
@@ -43,9 +43,11 @@ class DINOv2(FoundationViT):
         return super()._build_timm_model(model_name, kwargs)
 
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return checkpoint_filter_fn(state_dict, self.vit)
+        return dinov2_to_timm(state_dict, self.vit)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
+        # The embedding steps of timm's `VisionTransformer.forward_intermediates`; timm has no public method for
+        # them alone (tests/test_models/test_timm_api.py pins that the two give the same features).
         vit = self.vit
         tokens = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
         return tokens, {}

@@ -7,75 +7,18 @@ official facebookresearch/dinov3 layout and timm's own.
 """
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from typing import Any
 
 import torch
-from timm.models.eva import checkpoint_filter_fn as eva_checkpoint_filter
 
+from ...convert.models.filters import dinov3_to_timm
 from ...registry import register_model
 from .eva02 import eva_embed
 from .foundation_vit import FoundationViT
 
-__all__ = ["DINOv3", "STORAGE_TOKENS", "dinov3_checkpoint_filter", "qv_bias_is_nonzero"]
+__all__ = ["DINOv3", "STORAGE_TOKENS"]
 
 STORAGE_TOKENS = 4  # every DINOv3 release (S/B/L and their qkvb twins) has 4
-_OFFICIAL_QKV_BIAS = re.compile(r"^(blocks\.\d+\.attn\.)qkv\.bias(_mask)?$")
-_TIMM_QV_BIAS = re.compile(r"^(blocks\.\d+\.attn\.)[qv]_bias$")
-
-
-def qv_bias_is_nonzero(state_dict: Mapping[str, torch.Tensor]) -> bool:
-    """Whether a DINOv3 state dict (official or timm layout) has a non-zero query or value bias.
-
-    The key bias is never used: official checkpoints mask it and timm fixes it at zero (a key bias adds the same
-    number to every attention logit of a query, so softmax ignores it).
-    """
-    for key, value in state_dict.items():
-        if _TIMM_QV_BIAS.match(key) and bool(value.any()):
-            return True
-        match = _OFFICIAL_QKV_BIAS.match(key)
-        if match and not match.group(2):
-            query, _, val = value.chunk(3, dim=-1)
-            if bool(query.any()) or bool(val.any()):
-                return True
-    return False
-
-
-def dinov3_checkpoint_filter(state_dict: dict[str, torch.Tensor], model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """timm's Eva filter (official keys → timm keys, patch-kernel resampling) plus q/v-bias checks for DINOv3.
-
-    The distilled DINOv3 releases carry all-zero q/k/v biases, so timm offers each model with (``*_qkvb``) and
-    without them. Zero biases are dropped for a model without biases; non-zero ones are refused rather than
-    silently dropped (timm's filter skips them with a print).
-
-    Args:
-        state_dict: official (``storage_tokens``, ``ls1.gamma``, ``attn.qkv.bias``) or timm layout.
-        model: the timm Eva DINOv3 model the weights are for (SoMA-wrapped or not).
-
-    Returns:
-        The state dict in ``model``'s timm layout.
-
-    Raises:
-        ValueError: the file has an absolute position embedding (not DINOv3), non-zero q/v biases for a model
-            built without them, or no biases for a model built with them.
-    """
-    if "pos_embed" in state_dict:
-        raise ValueError("the weights have an absolute position embedding (`pos_embed`), which DINOv3 does not "
-                         "have (it uses RoPE); is this a DINOv2/EVA-02 checkpoint?")
-    has_bias_keys = any(_OFFICIAL_QKV_BIAS.match(k) or _TIMM_QV_BIAS.match(k) for k in state_dict)
-    if getattr(model.blocks[0].attn, "q_bias", None) is not None:
-        if not has_bias_keys:
-            raise ValueError("the model has q/v biases (`qkv_bias=True`) but the weights have none; build the "
-                             "backbone with `qkv_bias=False`.")
-    elif has_bias_keys:
-        if qv_bias_is_nonzero(state_dict):
-            raise ValueError("the weights have non-zero q/v biases but the model has none; build the backbone "
-                             "with `qkv_bias=True` (timm's *_dinov3_qkvb models).")
-        state_dict = {k: v for k, v in state_dict.items()
-                      if not (_OFFICIAL_QKV_BIAS.match(k) or _TIMM_QV_BIAS.match(k))}
-    return eva_checkpoint_filter(state_dict, model)
-
 
 @register_model
 class DINOv3(FoundationViT):
@@ -118,7 +61,7 @@ class DINOv3(FoundationViT):
         return super()._build_timm_model(model_name, kwargs)
 
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        return dinov3_checkpoint_filter(state_dict, self.vit)
+        return dinov3_to_timm(state_dict, self.vit)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         return eva_embed(self.vit, x)  # both are timm Eva models

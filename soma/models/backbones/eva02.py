@@ -4,15 +4,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from timm.models.eva import checkpoint_filter_fn
 
+from ...convert.models.filters import eva02_to_timm
 from ...registry import register_model
 from .foundation_vit import FoundationViT
 
 
 def eva_embed(vit: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
     """Token embedding of a timm ``Eva`` model (EVA-02, DINOv3): class (and storage) tokens prepended, the
-    rotary embedding handed to the blocks as ``rope``."""
+    rotary embedding handed to the blocks as ``rope``.
+
+    The embedding steps of timm's ``Eva.forward_intermediates``; timm has no public method for them alone
+    (tests/test_models/test_timm_api.py pins that the two give the same features).
+    """
     tokens, rope = vit._pos_embed(vit.patch_embed(x))
     return vit.norm_pre(tokens), {"rope": rope}
 
@@ -40,11 +44,7 @@ class EVA02(FoundationViT):
         return super()._build_timm_model(model_name, dict(kwargs, global_pool=""))
 
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        state_dict = checkpoint_filter_fn(state_dict, self.vit)
-        # timm's filter moves the release's final `norm.*` to `fc_norm.*` (and timm's own EVA-02 weights store it
-        # there); this backbone holds that LayerNorm as `norm`.
-        return {("norm." + key[len("fc_norm."):] if key.startswith("fc_norm.") else key): value
-                for key, value in state_dict.items()}
+        return eva02_to_timm(state_dict, self.vit)
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, Any]]:
         return eva_embed(self.vit, x)

@@ -15,7 +15,8 @@ weights, base weights as loaded (see :func:`soma.peft.initialize_soma`).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -26,6 +27,7 @@ from mmengine.model import BaseModule
 from torch.utils.checkpoint import checkpoint
 
 from soma.peft import SoMALinear, build_peft_config, trainable_parameters
+from soma.peft.base import AdapterModule, BlockRefiner
 
 from ...utils.checkpoint import load_weights
 
@@ -43,6 +45,27 @@ def resize_pyramid(features: Sequence[torch.Tensor], scales: Sequence[float]) ->
         f if s == 1 else F.interpolate(f, scale_factor=s, mode="bilinear", align_corners=False)
         for f, s in zip(features, scales)
     ]
+
+
+@contextmanager
+def fused_attention() -> Iterator[None]:
+    """Build timm models with ``F.scaled_dot_product_attention`` (flash/memory-efficient kernels on GPU).
+
+    timm's attention modules read the flag once, when they are constructed (``timm.layers.use_fused_attn``):
+    inside this block it is on whatever the import-time ``TIMM_FUSED_ATTN`` setting says, and it is restored
+    afterwards. In timm's ONNX-export mode (``set_exportable``) it stays off, as timm wants.
+    """
+    from timm.layers import is_exportable, set_fused_attn, use_fused_attn
+
+    if is_exportable():  # use_fused_attn() is False whatever the setting: nothing to switch, nothing to read
+        yield
+        return
+    previous = 2 if use_fused_attn(experimental=True) else 1 if use_fused_attn() else 0
+    set_fused_attn(True, experimental=previous > 1)
+    try:
+        yield
+    finally:
+        set_fused_attn(previous > 0, experimental=previous > 1)
 
 
 def run_block(block: nn.Module, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
@@ -152,17 +175,16 @@ class FoundationViT(BaseModule):
     def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> nn.Module:
         import timm
 
-        model = timm.create_model(model_name, pretrained=False, **kwargs)
+        with fused_attention():
+            model = timm.create_model(model_name, pretrained=False, **kwargs)
         # timm's Eva attention with a fused qkv and q/v biases calls F.linear on `qkv.weight` directly, which
-        # would bypass a SoMA-wrapped qkv (EVA-02 tiny/small, DINOv3 qkvb); adding the bias after `qkv(x)`
-        # keeps the layer's own forward in the path. Other attentions have no such flag.
+        # would bypass a SoMA-wrapped qkv (EVA-02 tiny/small, DINOv3 qkvb); its `qkv_bias_separate` option adds
+        # the bias after `qkv(x)` instead, keeping the layer's own forward in the path. `Eva` does not forward
+        # that option to its blocks (timm 1.0.31), so it is set on the built attention modules
+        # (tests/test_models/test_timm_api.py pins that the adapted qkv runs).
         for block in model.blocks:
             if hasattr(block.attn, "qkv_bias_separate"):
                 block.attn.qkv_bias_separate = True
-            # Always F.scaled_dot_product_attention (flash/memory-efficient kernels on GPU), whatever timm's
-            # import-time TIMM_FUSED_ATTN setting says.
-            if hasattr(block.attn, "fused_attn"):
-                block.attn.fused_attn = True
         return model
 
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -208,6 +230,9 @@ class FoundationViT(BaseModule):
         # Adapter parameters are created by the SVD split, never loaded from a pretrained file.
         adapter_keys = {k for k in own for n in wrapped
                         if k.startswith(f"{n}.") and not k.startswith(f"{n}.base_layer.")}
+        # ... nor are modules a method adds next to the pretrained ones (Rein's tokens).
+        added = [n for n, m in self.vit.named_modules() if isinstance(m, AdapterModule)]
+        adapter_keys |= {k for k in own for n in added if k.startswith(f"{n}.")}
         missing = sorted(set(own) - set(remapped) - adapter_keys)
         unexpected = sorted(set(remapped) - set(own))
         if missing:
@@ -270,16 +295,30 @@ class FoundationViT(BaseModule):
         """Index of the first block with a trainable parameter (found by structure, not by name).
 
         Read from the current ``requires_grad`` flags at every use, so that freezing or unfreezing after
-        construction (``requires_grad_``) takes effect instead of leaving blocks under no-grad.
+        construction (``requires_grad_``) takes effect instead of leaving blocks under no-grad. A block refiner
+        (Rein) counts for the first block it refines, wherever it sits in the ViT.
         """
         blocks = self.vit.blocks
-        stem_trained = any(p.requires_grad for n, p in self.vit.named_parameters() if not n.startswith("blocks."))
+        refiners = self._block_refiners()
+        refiner_params = {id(p) for group in refiners.values() for refiner in group for p in refiner.parameters()}
+        stem_trained = any(p.requires_grad for n, p in self.vit.named_parameters()
+                           if not n.startswith("blocks.") and id(p) not in refiner_params)
         if stem_trained:
             return 0
         for index, block in enumerate(blocks):
-            if any(p.requires_grad for p in block.parameters()):
+            parts = [block, *refiners.get(index, ())]
+            if any(p.requires_grad for part in parts for p in part.parameters()):
                 return index
         return len(blocks)
+
+    def _block_refiners(self) -> dict[int, list[BlockRefiner]]:
+        """The ViT's block refiners (found by type, e.g. Rein's tokens), by index of each block they refine."""
+        refiners: dict[int, list[BlockRefiner]] = {}
+        for module in self.vit.modules():
+            if isinstance(module, BlockRefiner):
+                for index in module.refined_blocks:
+                    refiners.setdefault(index, []).append(module)
+        return refiners
 
     def train(self, mode: bool = True) -> "FoundationViT":
         """Keep the frozen stem and blocks in eval mode (no dropout/drop-path in parts that do not train)."""
@@ -287,7 +326,7 @@ class FoundationViT(BaseModule):
         first_trained = self._find_first_trained_block() if mode else 0
         if first_trained > 0:
             for name, module in self.vit.named_children():
-                if name != "blocks":
+                if name != "blocks" and not isinstance(module, BlockRefiner):
                     module.eval()
             for block in self.vit.blocks[:first_trained]:
                 block.eval()
@@ -299,11 +338,15 @@ class FoundationViT(BaseModule):
         """Per-block feature maps (B, C, H/p, W/p) of blocks ``indices`` (default ``out_indices``).
 
         The stem and blocks before the first trained block run without autograd: nothing there needs a
-        gradient, so no activations are kept for them.
+        gradient, so no activations are kept for them. Block refiners attached to the ViT (Rein) refine the
+        tokens right after the blocks they name, before the output is taken and the next block runs.
         """
         indices = tuple(self.out_indices if indices is None else indices)
         norm = self.final_norm if norm is None else norm
         batch, _, height, width = x.shape
+        grid_h, grid_w = self.vit.patch_embed.dynamic_feat_size((height, width))
+        prefix = self.vit.num_prefix_tokens
+        refiners = self._block_refiners()
         first_trained = self._find_first_trained_block() if torch.is_grad_enabled() else len(self.vit.blocks)
         with torch.set_grad_enabled(torch.is_grad_enabled() and first_trained == 0):
             tokens, block_kwargs = self._embed(x)
@@ -315,10 +358,10 @@ class FoundationViT(BaseModule):
                     tokens = checkpoint(self._run_block, block, tokens, use_reentrant=False, **block_kwargs)
                 else:
                     tokens = self._run_block(block, tokens, **block_kwargs)
+                for refiner in refiners.get(index, ()):
+                    tokens = refiner.refine(tokens, index, prefix, (grid_h, grid_w))
             if index in indices:
                 outputs.append(self.vit.norm(tokens) if norm else tokens)
-        grid_h, grid_w = self.vit.patch_embed.dynamic_feat_size((height, width))
-        prefix = self.vit.num_prefix_tokens
         return [o[:, prefix:].reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous() for o in outputs]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

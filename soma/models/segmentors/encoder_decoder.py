@@ -1,10 +1,16 @@
-"""mmseg's ``EncoderDecoder`` with slide inference that works for Mask2Former and checked training labels."""
+"""mmseg's ``EncoderDecoder`` with slide inference that works for Mask2Former, checked training labels, and Rein's
+link from backbone tokens to decoder queries."""
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
+
+from soma.peft.base import BlockRefiner
+from soma.utils import ConfigError
 
 
 @MODELS.register_module()
@@ -19,7 +25,35 @@ class SoMAEncoderDecoder(EncoderDecoder):
     Training labels must be trainIds (``0 .. num_classes-1``) or the ignore index: a raw label id (e.g. 26 for
     a Cityscapes car) would otherwise fail deep inside the loss, or worse, train a wrong class. Such a batch
     is refused with the label file named.
+
+    Query link (Rein, arXiv:2312.04265): when a block refiner of the backbone gives decoder queries, the decode
+    head receives ``(features, queries)`` instead of the features; it must be a head that takes them
+    (``takes_linked_queries``, e.g. ``ReinMask2FormerHead``). Every other model decodes the features as before.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        refiner = self._query_refiner()
+        shape = None if refiner is None else refiner.decoder_query_shape
+        if getattr(self.decode_head, "takes_linked_queries", False):
+            self.decode_head.check_linked_queries(shape)
+        elif shape is not None:
+            raise ConfigError(f"the backbone's {type(refiner).__name__} gives decoder queries (link_queries=True) "
+                              f"but the decode head {type(self.decode_head).__name__} does not take them: use "
+                              "decode_head=dict(type='ReinMask2FormerHead'), or set link_queries=False.")
+
+    def _query_refiner(self) -> BlockRefiner | None:
+        """The backbone's block refiner that gives decoder queries, if any (found by type)."""
+        found = [m for m in self.backbone.modules() if isinstance(m, BlockRefiner) and m.decoder_query_shape]
+        if len(found) > 1:
+            raise ConfigError(f"the backbone has {len(found)} modules that give decoder queries; a head takes one.")
+        return found[0] if found else None
+
+    def extract_feat(self, inputs: torch.Tensor) -> Any:
+        """The backbone's (and neck's) features, paired with the decoder queries when the backbone links them."""
+        features = super().extract_feat(inputs)
+        refiner = self._query_refiner()
+        return features if refiner is None else (features, refiner.decoder_queries())
 
     def loss(self, inputs: torch.Tensor, data_samples: list) -> dict:
         head = self.decode_head

@@ -225,6 +225,12 @@ def write_png(path: Path, array: np.ndarray) -> None:
             raise OSError(f"OpenCV could not write '{path}'.")
 
 
+
+def write_cityscapes_train_ids(task: Task) -> None:
+    """Write a task's trainId label from its label-id PNG through cityscapesscripts' table (Cityscapes, GTA5, ACDC)."""
+    (label,), (out,) = task.sources, task.outputs
+    write_png(out, remap(read_label_ids(label), CITYSCAPES_LUT))
+
 # ---------------------------------------------------------------------------------------------------- running
 def remove_partial_files(folders: Iterable[Path]) -> int:
     """Delete :func:`atomic_path` temporaries left in ``folders`` by a killed run; returns how many."""

@@ -1,4 +1,4 @@
-"""Shared machinery of the checkpoint converters (DINOv2, EVA02): released weights → SoMA's backbone format.
+"""Shared machinery of the checkpoint converters (DINOv2, EVA02, DINOv3): released weights → SoMA's format.
 
     python tools/convert_models/dinov2.py SRC DST [--arch small|base|large|giant] [--register-tokens 0|4]
                                           [--patch-resample bicubic|pinv [--patch-size 16]]
@@ -18,10 +18,12 @@ backbone loads it as it is:
   a resized image, and so the patch-token scale the frozen blocks expect (gain ≈ 1.0). Identical to what the
   backbones do at load time from a native file.
 
-A conversion is: unwrap the containers (``model``/``module``/``state_dict``), recognise the family's key layout,
-read the arch (embedding width, depth) and options (DINOv2 register tokens) off the shapes and check them against
-the command line, run timm's own ``checkpoint_filter_fn`` for the family, load the result into the timm model
-(missing weights are an error, dropped ones are listed) and save atomically.
+A conversion is: read the file (or a transformers ``save_pretrained`` folder), unwrap the containers
+(``model``/``module``/``state_dict``), rewrite a transformers layout into the official one
+(:mod:`.hf_layouts`), recognise the family's key layout, read the arch (embedding width, depth) and options
+(DINOv2 register tokens) off the shapes and check them against the command line, run the family's conversion
+(:mod:`.filters`, the same function the backbones run when they load a release file), load the result into the
+timm model (missing weights are an error, dropped ones are listed) and save atomically.
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ import torch.nn.functional as F
 
 from soma.models.backbones import FoundationViT
 from soma.utils import load_weights, save_checkpoint_atomic
+
+from .hf_layouts import check_transformers_config, from_transformers, read_transformers_folder, transformers_layout
 
 StateDict = dict[str, torch.Tensor]
 # Containers release files put around the weights, outermost first (timm's EVA filter prefers the EMA weights).
@@ -72,12 +76,13 @@ class Family:
 
     Args:
         backbone: the registered backbone; its ``arch_zoo`` gives the archs and their timm models.
-        checkpoint_filter: timm's ``checkpoint_filter_fn`` for the family (official → timm keys, resampling).
+        checkpoint_filter: the family's conversion (:mod:`.filters`): official/transformers → timm keys.
         native_patch: the patch size of the released kernels.
         native_img_size: the pretraining image size, used when the file has no position embedding to read it from.
         signatures: key sets of the known layouts; a file is of the family if it has every key of one of them.
         official_markers: keys only the official (non-timm) layout has; used to name the detected layout.
         layouts: the accepted layouts in words, for error messages.
+        transformers_layouts: the transformers model classes whose checkpoints the family reads.
         options: backbone options read off the weights (see :class:`Option`).
         timm_model_name: timm model name of ``(arch's timm name, options)``; default: the arch's name.
         patch_resampling: the converter offers ``--patch-resample`` (families released at patch 14).
@@ -90,6 +95,7 @@ class Family:
     signatures: tuple[frozenset[str], ...]
     official_markers: tuple[str, ...]
     layouts: str
+    transformers_layouts: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
     timm_model_name: Callable[[str, Mapping[str, int]], str] = field(default=lambda name, options: name)
     patch_resampling: bool = False
@@ -101,6 +107,22 @@ class Family:
 
 
 # ---------------------------------------------------------------------------------------------------- reading
+def read_source(src: Path) -> Any:
+    """The loaded weight file, or the weights of a transformers ``save_pretrained`` folder.
+
+    Raises:
+        FileNotFoundError: ``src`` does not exist, or is a folder without ``model.safetensors``.
+        ValueError: a transformers ``config.json`` (in the folder, or next to a ``.safetensors`` file) whose model
+            type or settings the timm models do not have.
+    """
+    if src.is_dir():
+        return read_transformers_folder(src)
+    weights = load_weights(src)
+    if src.suffix == ".safetensors" and isinstance(weights, Mapping) and transformers_layout(weights):
+        check_transformers_config(src.parent / "config.json")
+    return weights
+
+
 def unwrap(obj: Any) -> StateDict:
     """The tensor dict inside a loaded file, without the containers release files put around it.
 
@@ -275,7 +297,8 @@ def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None =
 
     Args:
         family: the model family.
-        src: the released/timm weight file (``.pth``, ``.pt``, ``.bin`` or ``.safetensors``).
+        src: the released/timm weight file (``.pth``, ``.pt``, ``.bin`` or ``.safetensors``), or a transformers
+            ``save_pretrained`` folder.
         dst: the output file; written only when the conversion succeeds.
         arch: the expected arch; default: read off the weights.
         patch_resample: ``"bicubic"`` or ``"pinv"``: write the patch kernel resampled to ``patch_size`` (see
@@ -287,7 +310,7 @@ def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None =
         The meta data saved with the weights.
 
     Raises:
-        FileNotFoundError: ``src`` does not exist.
+        FileNotFoundError: ``src`` does not exist (or is a folder without ``model.safetensors``).
         RuntimeError: ``src`` is not a readable torch/safetensors file.
         ValueError: a foreign layout, an ``arch``/option that contradicts the weights, missing or misshapen weights.
     """
@@ -298,13 +321,23 @@ def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None =
         raise ValueError(f"`patch_resample` must be one of {PATCH_RESAMPLE_METHODS}, got {patch_resample!r}.")
     if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
         raise ValueError(f"`patch_size` must be a positive int, got {patch_size!r}.")
-    state = unwrap(load_weights(src))
-    layout = detect_layout(family, state)
+    state = unwrap(read_source(src))
+    hf_layout = transformers_layout(state)
+    if hf_layout is not None and hf_layout not in family.transformers_layouts:
+        accepted = ", ".join(family.transformers_layouts) or "none"
+        raise ValueError(f"'{src}' has the layout of the transformers {hf_layout}, which is not a {family.name} "
+                         f"model (transformers layouts read as {family.name}: {accepted}); use the converter of "
+                         "its family.")
+    state = from_transformers(state)
+    layout = detect_layout(family, state) if hf_layout is None else "transformers"
+    if hf_layout is not None:
+        detect_layout(family, state)  # refuses keys the family has no place for
     arch = infer_arch(family, state, arch)
     found = resolve_options(family, state, options)
     timm_name = family.timm_model_name(family.backbone.arch_zoo[arch][0], found)
     img_size = native_img_size(family, state)
-    print(f"{src.name}: {layout} {family.name} layout, arch {arch} ({timm_name}, {img_size} px at patch "
+    named = f" ({hf_layout})" if hf_layout else ""
+    print(f"{src.name}: {layout} {family.name} layout{named}, arch {arch} ({timm_name}, {img_size} px at patch "
           f"{family.native_patch}), {found or 'no options'}")
 
     # Built on the meta device: loading with assign=True then moves the file's own tensors in, so a giant model
@@ -325,6 +358,8 @@ def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None =
     meta = dict(family=family.name, timm_model=timm_name, arch=arch, source=src.name,
                 register_tokens=found.get("register_tokens", 0), layout=layout, patch_size=family.native_patch,
                 img_size=img_size)
+    if hf_layout is not None:
+        meta["transformers_model"] = hf_layout
     # A tensor the filter sliced (DINOv2-reg4 `pos_embed[:, 1:]`) would drag its whole storage into the file.
     weights = {k: v if v.untyped_storage().nbytes() == v.numel() * v.element_size() else v.clone()
                for k, v in model.state_dict().items()}
@@ -346,7 +381,8 @@ def convert(family: Family, src: str | Path, dst: str | Path, arch: str | None =
 def build_parser(family: Family, description: str) -> argparse.ArgumentParser:
     """The command line shared by the converters: ``SRC DST [--arch ARCH]`` plus the family's options."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("src", type=Path, help="official release or timm state dict (.pth/.pt/.bin/.safetensors)")
+    parser.add_argument("src", type=Path, help="official release or timm state dict (.pth/.pt/.bin/.safetensors), "
+                                               "or a transformers save_pretrained folder / model.safetensors")
     parser.add_argument("dst", type=Path, help="output file, e.g. checkpoints/<name>_converted.pth")
     parser.add_argument("--arch", choices=list(family.backbone.arch_zoo),
                         help="expected arch; default: read off the weights (an error if they disagree)")
