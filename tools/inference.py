@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from soma.apis.inference import run_inference
+from soma.apis.runtime import setup_runtime
 from soma.utils import exit_on_user_error
 
 
@@ -48,6 +49,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
+    setup_runtime()  # mmcv's op settings (SOMA_MSDA_PYTORCH, named errors for missing CUDA ops) for detectors
     try:
         written = run_inference(args.config, args.checkpoint, args.inputs, args.out, device=args.device,
                                 opacity=args.opacity, score_thr=args.score_thr, force=args.force,
