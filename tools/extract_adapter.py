@@ -8,29 +8,9 @@ exactly; OUT must not be an input and is replaced only with ``--force``.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
-
-from soma.peft import soma_layers, soma_state_dict  # noqa: E402
-from soma.utils import (ADAPTER_FORMAT, UserError, check_output_file, exit_on_user_error,  # noqa: E402
-                        load_checkpoint_checked, save_checkpoint_atomic)
-from tools.model_loading import build_model, head_state, parse_config_input_output  # noqa: E402
-
-
-def extract_adapter(config: str, checkpoint: str, out: str, force: bool = False) -> dict:
-    """Save the adapter file of ``checkpoint``; returns what was saved."""
-    check_output_file(out, [config, checkpoint], force=force)
-    model = build_model(config, pretrained=False)
-    if not soma_layers(model.backbone.vit):
-        raise UserError(f"{config}'s model has no SoMA layers (`model.backbone.peft` is None): there is no adapter "
-                        "to extract; use the config the checkpoint was trained with.")
-    load_checkpoint_checked(model, checkpoint)
-    adapter = dict(format=ADAPTER_FORMAT, backbone=soma_state_dict(model.backbone.vit), head=head_state(model),
-                   meta=dict(config=str(config), source=str(checkpoint)))
-    save_checkpoint_atomic(adapter, out)
-    return adapter
+from soma.apis.adapters import extract_adapter
+from soma.apis.cli import parse_config_input_output
+from soma.utils import exit_on_user_error
 
 
 @exit_on_user_error

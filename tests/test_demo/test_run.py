@@ -2,21 +2,24 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import cv2
 import pytest
 
-from tools.demo import run
+from soma.demo.run import run_demo
+
+from ..conftest import REPO
 
 pytestmark = pytest.mark.slow  # end-to-end runs of the tools: the slow tier
 
 
 def test_short_demo_end_to_end(tmp_path, capsys):
     work = tmp_path / "work"
-    code = run.main(["--work-dir", str(work), "--data-root", str(tmp_path / "data"),
-                     "--pretrained", str(tmp_path / "demo_vit.pth"), "--iters", "30", "--pretrain-steps", "40",
-                     "--num-train", "64", "--num-val", "4"])
-    assert code == 0
+    summary = run_demo(work, tmp_path / "data", tmp_path / "demo_vit.pth", iters=30, pretrain_steps=40, num_train=64,
+                       num_val=4)
+    assert summary == work / "summary.md"
     printed = capsys.readouterr().out
     assert "| SoMA (minor, blocks 3-5) |" in printed and "Demo finished in" in printed
     metrics = json.loads((work / "soma/metrics.json").read_text())
@@ -28,3 +31,11 @@ def test_short_demo_end_to_end(tmp_path, capsys):
     picture = cv2.imread(str(work / "predictions.png"))
     assert picture is not None and picture.shape[0] > 200 and picture.shape[1] > 200
     assert (work / "summary.md").read_text().count("|") > 10
+
+
+def test_command_line_is_the_documented_one():
+    """The README's entry point: tools/demo/run.py parses its options and hands them to soma.demo.run."""
+    result = subprocess.run([sys.executable, "tools/demo/run.py", "--help"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("usage: run.py [-h] [--all] [--work-dir WORK_DIR]")
+    assert "The SoMA demo on CPU" in result.stdout

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from soma.datasets import DGCityscapesDataset
-from tools.demo.scenes import SCENE_CLASSES, STYLES, make_layout, render, write_dataset
+from soma.demo.scenes import SCENE_CLASSES, STYLES, make_layout, render, write_dataset
 
 
 def digest(root) -> str:

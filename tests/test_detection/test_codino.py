@@ -212,9 +212,8 @@ def test_extract_then_merge_adapter_reproduces_outputs(tiny_cfg, tmp_path, mmdet
     """tools/extract_adapter.py and tools/merge_adapter.py work on a Co-DINO (mmdet) config."""
     import timm
 
+    from soma.apis.adapters import extract_adapter, merge_adapter
     from soma.peft import soma_layers
-    from tools.extract_adapter import extract_adapter
-    from tools.merge_adapter import merge_adapter
 
     torch.manual_seed(0)
     base = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=56,

@@ -1,7 +1,7 @@
 """Shared by the inference and spectrum tests: one tiny SoMA run made in-process, in a few seconds.
 
 The checkpoints have the layout tools/train.py writes (``state_dict`` + ``meta.dataset_meta``) and the merged one
-is made by the real tools/extract_adapter.py → tools/merge_adapter.py round trip, on random "pretrained" base
+is made by the real extract_adapter → merge_adapter round trip (soma.apis.adapters), on random "pretrained" base
 weights loaded through the config's ``init_cfg`` (so the SVD split is taken as in training).
 """
 from __future__ import annotations
@@ -41,10 +41,9 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     import timm
     import torch
 
+    from soma.apis import build_model
+    from soma.apis.adapters import extract_adapter, merge_adapter
     from soma.peft import soma_layers
-    from tools.extract_adapter import extract_adapter
-    from tools.merge_adapter import merge_adapter
-    from tools.model_loading import build_model
 
     root = tmp_path_factory.mktemp("tiny_run")
     torch.manual_seed(0)

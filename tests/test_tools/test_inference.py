@@ -1,6 +1,8 @@
-"""tools/inference.py: coloured predictions of the input's size, same for merged and unmerged checkpoints."""
+"""soma.apis.inference (tools/inference.py): coloured predictions of the input's size, the same for merged and
+unmerged checkpoints."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from ..conftest import REPO
 
 
 def predictions(run, checkpoint, out_dir):
-    from tools.inference import run_inference
+    from soma.apis.inference import run_inference
 
     written = run_inference(run.config, checkpoint, run.data / "leftImg8bit" / "val", out_dir)
     ids = {p.relative_to(out_dir / "pred"): np.asarray(Image.open(p)) for p in written if "pred" in p.parts}
@@ -36,20 +38,21 @@ def test_merged_checkpoint_predicts_like_the_unmerged_one(tiny_run):
     from mmseg.apis import inference_model
 
     from soma.peft import soma_layers
-    from tools.inference import init_model, read_image
+    from soma.apis.inference import init_model, read_image
 
     image = read_image(next((tiny_run.data / "leftImg8bit" / "val").rglob("*.png")))
     scores = {}
     for kind in ("trained", "merged", "untrained"):
         model = init_model(tiny_run.config, getattr(tiny_run, kind))
         assert bool(soma_layers(model)) == (kind != "merged")  # merged: plain Linear layers, no adapter cost
+        assert model.dataset_meta["classes"][0] == "road"  # merged: no dataset_meta, the config's dataset names them
         scores[kind] = inference_model(model, image).seg_logits.data
     assert torch.allclose(scores["merged"], scores["trained"], atol=1e-4)
     assert not torch.allclose(scores["untrained"], scores["trained"], atol=1e-3)  # the adapters matter
 
 
 def test_errors_name_the_file(tiny_run, tmp_path):
-    from tools.inference import run_inference
+    from soma.apis.inference import run_inference
 
     with pytest.raises(FileNotFoundError, match="no_such_dir"):
         run_inference(tiny_run.config, tiny_run.trained, tmp_path / "no_such_dir", tmp_path / "out")
@@ -60,6 +63,34 @@ def test_errors_name_the_file(tiny_run, tmp_path):
         run_inference(tiny_run.config, tiny_run.trained, broken.parent, tmp_path / "out")
     with pytest.raises(ValueError, match="does not fit the config's model"):
         run_inference(tiny_run.config, tiny_run.base, tiny_run.data / "leftImg8bit" / "val", tmp_path / "out")
+
+
+def test_detection_config_draws_boxes(tmp_path):
+    """mmdet configs go through mmdet's init_detector and inference_detector: boxes drawn on an image of any size,
+    the classes taken from the config's test dataset (the checkpoint has no dataset_meta)."""
+    import warnings
+
+    from soma.apis import build_model
+    from soma.apis.inference import Inferencer, init_model
+
+    from ..test_detection.conftest import DWD_CLASSES, make_dwd_like
+    from ..test_detection.tiny_config import TINY_DINO
+
+    make_dwd_like(tmp_path / "dwd", num_train=1, num_test=1)
+    config = tmp_path / "tiny_dino.py"
+    config.write_text(TINY_DINO.format(repo=REPO, data=tmp_path / "dwd", iters=2))
+    torch.save(dict(state_dict=build_model(str(config), pretrained=False).state_dict()), tmp_path / "det.pth")
+    image = tmp_path / "images" / "street.png"
+    image.parent.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 80, 3), dtype=np.uint8)).save(image)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = init_model(config, tmp_path / "det.pth")
+    assert not [w for w in caught if "checkpoint is None" in str(w.message)]  # we load the checkpoint ourselves
+    assert tuple(model.dataset_meta["classes"]) == DWD_CLASSES and not model.training
+    written = Inferencer(model, tmp_path / "out", score_thr=0.0)(image, Path("street.png"))
+    assert written == [tmp_path / "out" / "boxes" / "street.png"]
+    assert Image.open(written[0]).size == (80, 48)
 
 
 @pytest.mark.slow  # a subprocess run of the tool's command line

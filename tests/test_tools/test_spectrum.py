@@ -1,4 +1,5 @@
-"""tools/analysis/spectrum.py: spectra PNGs, the adapted components marked, and how far training moved them."""
+"""soma.analysis.spectrum (tools/analysis/spectrum.py): spectra PNGs, the adapted components marked, and how far
+training moved them."""
 import csv
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from ..conftest import REPO
 
 
 def test_pretrained_spectra_of_a_config(tiny_run, tmp_path):
-    from tools.analysis.spectrum import analyse_input, write_report
+    from soma.analysis.spectrum import analyse_input, write_report
 
     report = analyse_input(tiny_run.config)
     # tiny arch, SoMA from block 2 on q, k, v (fused qkv split in three), proj, fc1, fc2
@@ -30,7 +31,7 @@ def test_pretrained_spectra_of_a_config(tiny_run, tmp_path):
 
 
 def test_changes_of_a_trained_checkpoint(tiny_run, tmp_path):
-    from tools.analysis.spectrum import analyse_input, write_report
+    from soma.analysis.spectrum import analyse_input, write_report
 
     untrained = analyse_input(tiny_run.config, tiny_run.untrained)
     assert all(m.relative_to_adapted < 1e-6 for m in untrained.matrices)  # nothing moved at initialisation
@@ -55,15 +56,16 @@ def test_command_line_and_errors(tiny_run, tmp_path):
     assert result.returncode != 0 and "missing.py' does not exist" in result.stderr
 
 
-def test_an_earlier_report_is_kept_unless_forced(tiny_run, tmp_path, capsys):
-    from tools.analysis.spectrum import main
+def test_an_earlier_report_is_kept_unless_forced(tiny_run, tmp_path):
+    from soma.analysis.spectrum import spectrum_to_folder
+    from soma.utils import OutputExistsError
 
     out = tmp_path / "report"
-    main([str(tiny_run.base), "--rank", "4", "--blocks", "3", "--out", str(out)])
+    spectrum_to_folder(tiny_run.base, out, blocks=[3], rank=4)
     first = (out / "spectrum.csv").read_bytes()
-    with pytest.raises(SystemExit, match="already holds spectrum.csv.*--force"):
-        main([str(tiny_run.base), "--rank", "4", "--blocks", "3", "--out", str(out)])
+    with pytest.raises(OutputExistsError, match="already holds spectrum.csv.*--force"):
+        spectrum_to_folder(tiny_run.base, out, blocks=[3], rank=4)
     assert (out / "spectrum.csv").read_bytes() == first
-    main([str(tiny_run.base), "--rank", "4", "--blocks", "3", "--out", str(out), "--force"])
-    with pytest.raises(SystemExit, match="is or lies inside the input"):
-        main([str(tiny_run.base), "--rank", "4", "--out", str(tiny_run.base)])
+    spectrum_to_folder(tiny_run.base, out, blocks=[3], rank=4, force=True)
+    with pytest.raises(OutputExistsError, match="is or lies inside the input"):
+        spectrum_to_folder(tiny_run.base, tiny_run.base, rank=4)

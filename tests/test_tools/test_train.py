@@ -126,7 +126,7 @@ def test_exported_backbone_loads_into_plain_timm(tmp_path):
     from mmseg.registry import MODELS
 
     from soma.peft import soma_layers
-    from tools.export_backbone import export_backbone
+    from soma.apis.adapters import export_backbone
 
     make_cityscapes_like(tmp_path / "data")
     config = tmp_path / "tiny_train.py"
@@ -160,9 +160,8 @@ def test_extract_then_merge_adapter_reproduces_predictions(tmp_path):
     from mmengine.config import Config
     from mmseg.registry import MODELS
 
+    from soma.apis.adapters import extract_adapter, merge_adapter
     from soma.peft import soma_layers
-    from tools.extract_adapter import extract_adapter
-    from tools.merge_adapter import merge_adapter
 
     torch.manual_seed(0)
     base = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=56,

@@ -13,37 +13,10 @@ Outputs under ``--work-dir`` (default ``work_dirs/demo``): one folder per varian
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # run as a script: make `tools.demo` importable
-    sys.path.insert(0, str(REPO))
-
-from tools.demo.pretrain import pretrain  # noqa: E402
-from tools.demo.scenes import STYLES, write_dataset  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    config: str
-    description: str
-
-
-CONFIG_DIR = "configs/demo"
-VARIANTS = {
-    "frozen": Variant("frozen", f"{CONFIG_DIR}/frozen_dinov2-demo_scenes-64.py", "frozen backbone"),
-    "full": Variant("full", f"{CONFIG_DIR}/full_dinov2-demo_scenes-64.py", "full fine-tuning"),
-    "lora": Variant("lora", f"{CONFIG_DIR}/lora_dinov2-demo_scenes-64.py", "LoRA (blocks 3-5)"),
-    "pissa": Variant("pissa", f"{CONFIG_DIR}/pissa_dinov2-demo_scenes-64.py", "PiSSA (principal, blocks 3-5)"),
-    "soma": Variant("soma", f"{CONFIG_DIR}/soma_dinov2-demo_scenes-64.py", "SoMA (minor, blocks 3-5)"),
-}
+from soma.demo.run import REPO, run_demo
 
 
 def repo_path(path: str) -> Path:
@@ -67,122 +40,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def data_options(data_root: Path) -> list[str]:
-    """``--cfg-options`` that point a demo config's datasets at ``data_root``."""
-    options = [f"train_dataloader.dataset.data_root={data_root}/source"]
-    options += [f"test_dataloader.dataset.datasets.{index}.data_root={data_root}/{style}"
-                for index, style in enumerate(STYLES)]
-    return options
-
-
-def run(command: list[str], log: Path) -> None:
-    """Run a tool, its output going to ``log``; on failure show the end of the log and stop."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as stream:
-        result = subprocess.run(command, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT,
-                                env=dict(os.environ, PYTHONPATH=str(REPO), PYTHON=sys.executable))
-    if result.returncode:
-        tail = "".join(log.read_text().splitlines(keepends=True)[-40:])
-        raise SystemExit(f"{' '.join(command)} failed (exit {result.returncode}); end of {log}:\n{tail}")
-
-
-def train_and_test(variant: Variant, args: argparse.Namespace, work_dir: Path) -> dict:
-    """Train one variant with tools/train.py and evaluate it with tools/test.sh; returns its metrics."""
-    options = data_options(args.data_root) + [f"model.backbone.init_cfg.checkpoint={args.pretrained}"]
-    if args.iters:
-        # The schedules (PolyLR, weight-decay cosine) end with training, as in the configs.
-        options += [f"train_cfg.max_iters={args.iters}", f"default_hooks.checkpoint.interval={args.iters}",
-                    f"param_scheduler.0.end={args.iters}", f"param_scheduler.1.end={args.iters}"]
-    python = sys.executable
-    # Each demo run starts its variants anew: --overwrite replaces the checkpoints of an earlier demo run.
-    run([python, "tools/train.py", variant.config, "--work-dir", str(work_dir), "--overwrite", "--cfg-options",
-         *options],
-        work_dir / "train.out")
-    checkpoint = (work_dir / "last_checkpoint").read_text().strip()
-    run(["bash", "tools/test.sh", variant.config, checkpoint, "1", "--work-dir", str(work_dir),
-         "--cfg-options", *options], work_dir / "test.out")
-    return json.loads((work_dir / "metrics.json").read_text())
-
-
-def config_iterations(config: str) -> int:
-    """``train_cfg.max_iters`` of a demo config."""
-    from mmengine.config import Config
-
-    return Config.fromfile(str(REPO / config)).train_cfg.max_iters
-
-
-def trainable_fraction(config: str) -> float:
-    """Trainable share of the backbone's parameters for ``config`` (built without weights)."""
-    from mmengine.config import Config
-    from mmseg.registry import MODELS
-
-    cfg = Config.fromfile(str(REPO / config))
-    cfg.model.backbone.init_cfg = None
-    backbone = MODELS.build(cfg.model.backbone)
-    total = sum(p.numel() for p in backbone.parameters())
-    return sum(p.numel() for p in backbone.parameters() if p.requires_grad) / total
-
-
-def results_table(results: dict[str, dict], fractions: dict[str, float]) -> str:
-    """Markdown table: per-domain mIoU, the target mean and the trainable share of each variant."""
-    header = ["variant", "trainable", *STYLES, "target mean"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, metrics in results.items():
-        cells = [VARIANTS[name].description, f"{100 * fractions[name]:.1f}%"]
-        cells += [f"{metrics[f'{style}/mIoU']:.1f}" for style in STYLES] + [f"{metrics['mean/mIoU']:.1f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def observations(results: dict[str, dict]) -> list[str]:
-    """What the numbers show, relative to the frozen backbone when it was trained; no claims beyond them."""
-    lines = []
-    baseline = results.get("frozen")
-    for name, metrics in results.items():
-        source, target = metrics["source/mIoU"], metrics["mean/mIoU"]
-        text = f"{VARIANTS[name].description}: source {source:.1f} mIoU, shifted styles {target:.1f} on average"
-        if baseline is not None and name != "frozen":
-            source_gain = source - baseline["source/mIoU"]
-            target_gain = target - baseline["mean/mIoU"]
-            text += f" ({source_gain:+.1f} source, {target_gain:+.1f} shifted vs the frozen backbone)"
-        lines.append(text + ".")
-    if len(results) > 1:
-        lines.append("One seed at 64×64: differences of a few mIoU between variants are within run-to-run noise.")
-    return lines
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start = time.perf_counter()
-    work_root = Path(args.work_dir)
-    stamp = time.perf_counter()
-    write_dataset(args.data_root, num_train=args.num_train, num_val=args.num_val)
-    print(f"[demo] scenes ready in {args.data_root} ({time.perf_counter() - stamp:.0f} s)", flush=True)
-    stamp = time.perf_counter()
-    pretrain(args.pretrained, steps=args.pretrain_steps)
-    print(f"[demo] pretrained ViT ready: {args.pretrained} ({time.perf_counter() - stamp:.0f} s)", flush=True)
-    names = list(VARIANTS) if args.all else ["soma"]
-    results, fractions = {}, {}
-    for name in names:
-        stamp = time.perf_counter()
-        results[name] = train_and_test(VARIANTS[name], args, work_root / name)
-        fractions[name] = trainable_fraction(VARIANTS[name].config)
-        print(f"[demo] {VARIANTS[name].description}: trained and evaluated in {time.perf_counter() - stamp:.0f} s "
-              f"(logs in {work_root / name})", flush=True)
-    table = results_table(results, fractions)
-    notes = observations(results)
-    from tools.demo.figure import save_predictions
-
-    figure = save_predictions(str(REPO / VARIANTS["soma"].config), work_root / "soma", args.data_root,
-                              work_root / "predictions.png")
-    elapsed = time.perf_counter() - start
-    iterations = args.iters or config_iterations(VARIANTS["soma"].config)
-    summary = "\n".join([f"mIoU (%) on the demo scenes, trained on the source style ({iterations} iterations); "
-                         "per-class IoU is in each variant's test log.", "", table, "",
-                         *[f"- {line}" for line in notes], "", f"Predictions: {figure}",
-                         f"Demo finished in {elapsed:.0f} s."])
-    (work_root / "summary.md").write_text(summary + "\n")
-    print("\n" + summary, flush=True)
+    run_demo(args.work_dir, args.data_root, args.pretrained, all_variants=args.all, iters=args.iters,
+             pretrain_steps=args.pretrain_steps, num_train=args.num_train, num_val=args.num_val)
     return 0
 
 

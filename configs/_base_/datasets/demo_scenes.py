@@ -1,4 +1,4 @@
-# The CPU demo's generated scenes (tools/demo/scenes.py): Cityscapes layout, one data root per visual style.
+# The CPU demo's generated scenes (soma/demo/scenes.py): Cityscapes layout, one data root per visual style.
 # Train on the source style; test on the source style and the three shifted ones in one run, scored per domain.
 data_root = "data/demo"
 source_domain = "source"

@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from soma.utils import atomic_path, write_text_atomic
+from ..utils import atomic_path, write_text_atomic
 
 # Cityscapes trainIds of the classes a demo scene contains.
 ROAD, SIDEWALK, BUILDING, POLE, VEGETATION, SKY, PERSON, CAR = 0, 1, 2, 5, 8, 10, 11, 13

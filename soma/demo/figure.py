@@ -22,14 +22,11 @@ def save_predictions(config: str, work_dir: Path, data_root: Path, out: Path, pe
 
     Rows: scenes (grouped by style); columns: image, ground truth, prediction.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # drawn without pyplot: no display, no global backend switch
     from mmseg.apis import inference_model
 
-    from soma.utils import atomic_path
-    from tools.inference import init_model
+    from ..apis.inference import init_model
+    from ..utils import atomic_path
 
     checkpoint = (work_dir / "last_checkpoint").read_text().strip()
     model = init_model(config, checkpoint)  # the checkpoint holds every weight, pretrained ones included
@@ -46,7 +43,8 @@ def save_predictions(config: str, work_dir: Path, data_root: Path, out: Path, pe
                 raise FileNotFoundError(f"cannot read {image_path} or its label {label_path}")
             prediction = inference_model(model, image).pred_sem_seg.data[0].cpu().numpy()
             rows.append((style, image[..., ::-1], colourise(label, palette), colourise(prediction, palette)))
-    figure, axes = plt.subplots(len(rows), 3, figsize=(6, 2 * len(rows)), squeeze=False)
+    figure = Figure(figsize=(6, 2 * len(rows)))
+    axes = figure.subplots(len(rows), 3, squeeze=False)
     for row, (style, image, truth, prediction) in zip(axes, rows):
         for axis, picture, title in zip(row, (image, truth, prediction), (style, "ground truth", "SoMA")):
             axis.imshow(picture, interpolation="nearest")
@@ -55,5 +53,4 @@ def save_predictions(config: str, work_dir: Path, data_root: Path, out: Path, pe
     figure.tight_layout()
     with atomic_path(out) as temporary:
         figure.savefig(temporary, dpi=100)
-    plt.close(figure)
     return out

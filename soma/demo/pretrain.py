@@ -19,8 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import print_log
 
-from soma.models.backbones import DINOv2
-from soma.utils import save_checkpoint_atomic
+from ..models.backbones import DINOv2
+from ..utils import save_checkpoint_atomic
 
 from .scenes import COARSE_OF_TRAINID, IGNORE_INDEX, NUM_COARSE, make_layout, random_colours, render
 
@@ -93,7 +93,7 @@ def pretrain(out: str | Path, steps: int = 300, batch_size: int = 32, lr: float 
             print_log(f"pretrain step {step + 1}/{steps}: loss {loss.item():.3f}, coarse pixel accuracy "
                       f"{accuracy.item():.3f} ({time.perf_counter() - start:.0f} s)", logger="current")
     meta = dict(family="DINOv2", arch=ARCH, patch_size=PATCH_SIZE, img_size=IMAGE_SIZE, steps=steps,
-                source="tools/demo/pretrain.py (coarse-category segmentation of generated scenes)")
+                source="soma/demo/pretrain.py (coarse-category segmentation of generated scenes)")
     save_checkpoint_atomic({"state_dict": vit.state_dict(), "meta": meta}, out)
     print_log(f"saved the pretrained demo ViT to {out}", logger="current")
     return out
