@@ -31,7 +31,8 @@ from mmengine.config import Config
 
 from ..apis.inference import load_trained_weights, read_state_dict
 from ..apis.model import build_model
-from ..peft import SoMALinear, soma_layers
+from ..peft import AdapterLayer, adapter_layers, is_adapter_key
+from ..peft.base import as_adapter_layer
 from ..utils import check_output_dir, load_trusted_checkpoint
 
 __all__ = ["MatrixSpectrum", "SpectrumReport", "analyse", "analyse_input", "analyse_models", "analyse_state_dict",
@@ -140,18 +141,20 @@ def _block_of(name: str) -> int | None:
 
 
 @torch.no_grad()
-def _soma_parts(layer: SoMALinear) -> tuple[torch.Tensor, torch.Tensor]:
-    """Residual and adapter product ``scale·BA`` of a SoMA layer, both exact in float64."""
+def _adapter_parts(layer: AdapterLayer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frozen weight (SoMA's residual) and the adapter's change (``scale·BA`` for SoMA) of an adapted layer, both
+    exact in float64."""
     exact = copy.deepcopy(layer).to(torch.float64)  # the layer's own formula, in float64 arithmetic
-    return layer.residual_weight(torch.float64), exact.delta_weight()
+    return layer.frozen_weight(torch.float64), exact.delta_weight()
 
 
 @torch.no_grad()
 def _full_weight(module: torch.nn.Module) -> torch.Tensor:
-    """The weight a layer applies, in float64: residual + scale·BA for SoMA, the plain weight otherwise."""
-    if isinstance(module, SoMALinear):
-        residual, delta = _soma_parts(module)
-        return residual + delta
+    """The weight a layer applies, in float64: frozen weight + adapter change when adapted, else the plain one."""
+    layer = as_adapter_layer(module)
+    if layer is not None:
+        frozen, delta = _adapter_parts(layer)
+        return frozen + delta
     return module.weight.detach().to(torch.float64)
 
 
@@ -174,21 +177,24 @@ def analyse_models(reference: torch.nn.Module | None, trained: torch.nn.Module |
         blocks: only these block indices (default: all).
     """
     matrices = []
-    for name in _selected(soma_layers(layout), blocks):
-        spec = soma_layers(layout)[name]
-        rows = spec.out_features // spec.splits
-        which = spec.init if spec.init in ("minor", "principal") else "none"
+    layers = adapter_layers(layout)
+    for name in _selected(layers, blocks):
+        spec = layers[name]
+        splits = spec.adapted_matrices
+        rows = spec.base_layer.weight.shape[0] // splits
+        init = getattr(spec, "init", None)  # SoMA's split: the minor or principal components it took over
+        which = init if init in ("minor", "principal") else "none"
         ref_weight = adapted = None
         if reference is not None:
-            residual, adapted = _soma_parts(reference.get_submodule(name))
+            residual, adapted = _adapter_parts(as_adapter_layer(reference.get_submodule(name)))
             ref_weight = residual + adapted
         new_weight = _full_weight(trained.get_submodule(name)) if trained is not None else None
-        for index in range(spec.splits):
+        for index in range(splits):
             part = slice(index * rows, (index + 1) * rows)
             shown = ref_weight[part] if ref_weight is not None else new_weight[part]
             values = _svdvals(shown)
-            matrix = MatrixSpectrum(layer=name, label=_label(name, index, spec.splits), block=_block_of(name),
-                                    rank=spec.r, which=which, reference=values,
+            matrix = MatrixSpectrum(layer=name, label=_label(name, index, splits), block=_block_of(name),
+                                    rank=getattr(spec, "r", 0), which=which, reference=values,
                                     weight_norm=float(np.sqrt((values ** 2).sum())), shape=tuple(shown.shape))
             # The adapted part's norm: of the adapter product itself when the initial split is known, else of
             # the spectrum's r minor/principal values (what SoMA's SVD split would take).
@@ -264,8 +270,8 @@ def analyse(config: str | Path, checkpoint: str | Path | None = None,
         load_trained_weights(trained, checkpoint)
     else:
         layout = reference
-    if not soma_layers(layout):
-        raise ValueError(f"the model of {config} has no SoMA layers (`model.backbone.peft` is None); analyse a "
+    if not adapter_layers(layout):
+        raise ValueError(f"the model of {config} has no adapted layers (`model.backbone.peft` is None); analyse a "
                          "config with `peft=dict(type='SoMA', ...)`, or a plain weight file with --rank.")
     if base is None:
         notes.append("no base weights (config has no init_cfg checkpoint): spectra of the checkpoint's own weights "
@@ -298,8 +304,8 @@ def analyse_input(source: str | Path, checkpoint: str | Path | None = None, bloc
     state, _ = read_state_dict(source)
     if not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"'{source}' is neither a training checkpoint nor a state dict of tensors.")
-    if any(k.endswith(".lora_A") for k in state):
-        raise ValueError(f"'{source}' holds SoMA adapters but no config; pass the config it was trained with: "
+    if any(is_adapter_key(k) for k in state):
+        raise ValueError(f"'{source}' holds adapters but no config; pass the config it was trained with: "
                          f"spectrum.py CONFIG --checkpoint {source} --out DIR.")
     matrices = analyse_state_dict(state, rank, blocks=blocks)
     return SpectrumReport(matrices, reference=f"the weights of {source}",

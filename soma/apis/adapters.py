@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..peft import load_soma_state_dict, soma_layers, soma_state_dict, unload_soma
+from ..peft import adapter_layers, adapter_modules, adapter_state_dict, load_adapter_state_dict, unload_adapters
 from ..utils import (ADAPTER_FORMAT, CheckpointMismatchError, UserError, check_output_file, load_checkpoint_checked,
                      load_config, load_weights, save_checkpoint_atomic)
 from ..utils.strict_loading import compare_state_dict
@@ -28,11 +28,12 @@ def extract_adapter(config: str, checkpoint: str, out: str, force: bool = False)
     ``head``, ``meta``)."""
     check_output_file(out, [config, checkpoint], force=force)
     model = build_model(config, pretrained=False)
-    if not soma_layers(model.backbone.vit):
-        raise UserError(f"{config}'s model has no SoMA layers (`model.backbone.peft` is None): there is no adapter "
+    vit = model.backbone.vit
+    if not adapter_layers(vit) and not adapter_modules(vit):
+        raise UserError(f"{config}'s model has no adapters (`model.backbone.peft` is None): there is no adapter "
                         "to extract; use the config the checkpoint was trained with.")
     load_checkpoint_checked(model, checkpoint)
-    adapter = dict(format=ADAPTER_FORMAT, backbone=soma_state_dict(model.backbone.vit), head=head_state(model),
+    adapter = dict(format=ADAPTER_FORMAT, backbone=adapter_state_dict(vit), head=head_state(model),
                    meta=dict(config=str(config), source=str(checkpoint)))
     save_checkpoint_atomic(adapter, out)
     return adapter
@@ -66,7 +67,7 @@ def merge_adapter(config: str, adapter_path: str, out: str, force: bool = False)
     adapter = read_adapter(adapter_path)
     model = build_model(config, pretrained=True)
     try:
-        load_soma_state_dict(model.backbone.vit, adapter["backbone"])  # refuses another base or rank
+        load_adapter_state_dict(model.backbone.vit, adapter["backbone"])  # refuses another base or rank
     except ValueError as exc:
         raise CheckpointMismatchError(f"adapter '{adapter_path}' does not fit {config}: {exc}") from None
     mismatch = compare_state_dict(head_state(model), adapter["head"])
@@ -74,7 +75,7 @@ def merge_adapter(config: str, adapter_path: str, out: str, force: bool = False)
         raise CheckpointMismatchError(f"the head in adapter '{adapter_path}' does not fit {config}'s model: "
                                       f"{mismatch.summary()}.")
     model.load_state_dict(adapter["head"], strict=False)
-    unload_soma(model.backbone.vit, merge=True)
+    unload_adapters(model.backbone.vit, merge=True)
     save_checkpoint_atomic(dict(state_dict=model.state_dict(), meta=dict(adapter["meta"], merged=True)), out)
 
 
@@ -88,8 +89,8 @@ def export_backbone(config: str, checkpoint: str, out: str, force: bool = False)
     model = build_model(config, pretrained=False)  # the checkpoint holds every weight
     load_checkpoint_checked(model, checkpoint)
     vit = model.backbone.vit
-    adapted = len(soma_layers(vit))
-    unload_soma(vit, merge=True)
+    adapted = len(adapter_layers(vit))
+    unload_adapters(vit, merge=True)
     meta = dict(timm_model=vit.default_cfg.get("architecture"), patch_size=vit.patch_embed.patch_size[0],
                 img_size=vit.patch_embed.img_size[0], depth=len(vit.blocks), merged_layers=adapted,
                 source=str(checkpoint))

@@ -23,7 +23,7 @@ from mmengine.config import Config
 from PIL import Image
 from tqdm import tqdm
 
-from ..peft import soma_layers, unload_soma
+from ..peft import adapter_layers, is_adapter_key, unload_adapters
 from ..utils import check_config_types, check_output_dir, load_config, load_trusted_checkpoint
 from ..utils.dataset_config import image_only_pipeline, leaf_datasets
 from ..utils.strict_loading import checkpoint_state_dict, load_state_dict_checked
@@ -50,22 +50,23 @@ def read_state_dict(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], di
 
 
 def is_merged_state(state: dict[str, torch.Tensor]) -> bool:
-    """Whether a state dict holds plain (merged) weights: no SoMA adapter tensors at all."""
-    return not any(k.endswith((".lora_A", ".lora_B")) for k in state)
+    """Whether a state dict holds plain (merged) weights: no adapter tensors of any method at all."""
+    return not any(is_adapter_key(k) for k in state)
 
 
 def load_trained_weights(model: torch.nn.Module, checkpoint: str | Path, strict: bool = True) -> dict[str, Any]:
     """Load ``checkpoint`` into ``model`` strictly, unmerged or merged; returns the checkpoint's meta data.
 
     A merged checkpoint (tools/merge_adapter.py) has plain ``nn.Linear`` weights where the config's model has
-    SoMA layers, so those layers are unwrapped first: the merged model then has no adapter overhead either.
+    adapted layers (SoMA, DoRA, ...), so those layers are unwrapped first: the merged model then has no adapter
+    overhead either.
     Anything else that does not fit is refused (:mod:`soma.utils.strict_loading`), unless not ``strict``.
     """
     loaded = load_trusted_checkpoint(checkpoint)
     state = checkpoint_state_dict(loaded)
-    plain_names = {f"{name}.weight" for name in soma_layers(model)}  # an adapted layer's weight once merged
+    plain_names = {f"{name}.weight" for name in adapter_layers(model)}  # an adapted layer's weight once merged
     if plain_names and is_merged_state(state) and plain_names & set(state):
-        unload_soma(model, merge=False)  # the adapters are already folded into the saved weights
+        unload_adapters(model, merge=False)  # the adapters are already folded into the saved weights
     load_state_dict_checked(model, loaded, checkpoint, strict=strict)
     meta = loaded.get("meta") if isinstance(loaded, dict) else None
     return meta if isinstance(meta, dict) else {}

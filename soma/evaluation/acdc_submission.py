@@ -24,6 +24,7 @@ from mmengine.config import Config
 from PIL import Image
 
 from soma.datasets.benchmarks import ACDC_CONDITIONS
+from soma.peft import is_adapter_key
 from soma.utils import atomic_path, check_output_dir, load_config, load_trusted_checkpoint
 from soma.utils.dataset_config import image_only_pipeline, leaf_datasets
 
@@ -97,7 +98,7 @@ def is_merged_checkpoint(checkpoint: str | Path) -> bool:
     """Whether a checkpoint holds plain (merged, tools/merge_adapter.py) weights: no adapter tensors at all."""
     loaded = load_trusted_checkpoint(checkpoint)
     state = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else {}
-    return bool(state) and not any(k.endswith((".lora_A", ".lora_B")) for k in state)
+    return bool(state) and not any(is_adapter_key(k) for k in state)
 
 
 def submission_test_config(cfg: Config, checkpoint: str | Path, test_datasets: Sequence[dict], output_dir: Path,

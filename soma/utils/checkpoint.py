@@ -70,7 +70,7 @@ def load_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
             "If it is a checkpoint written by this codebase's training, use it as `load_from`/`--resume` "
             f"(loaded with soma.utils.load_trusted_checkpoint). Detail: {str(exc).splitlines()[0]}"
         ) from exc
-    except (RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:  # torch.load fails in many ways on other files (IndexError on short text files)
         raise RuntimeError(f"cannot read checkpoint '{path}' (truncated or not a torch file?): {exc}") from exc
 
 
@@ -84,7 +84,7 @@ def load_trusted_checkpoint(path: str | os.PathLike, map_location: str | torch.d
     path = _check_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, OSError) as exc:
+    except Exception as exc:  # as load_weights
         raise RuntimeError(f"cannot read checkpoint '{path}' (truncated or not a torch file?): {exc}") from exc
 
 

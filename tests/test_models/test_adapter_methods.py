@@ -4,7 +4,7 @@ import torch
 from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 
-from soma.peft import adapter_layers, adapter_state_dict, load_adapter_state_dict, merge_adapters
+from soma.peft import adapter_layers, adapter_modules, adapter_state_dict, load_adapter_state_dict, merge_adapters
 
 from .test_segmentor import make_batch
 
@@ -15,6 +15,8 @@ METHODS = {
     "lora": dict(type="SoMA", r=4, start_block=2, init="lora"),
     "dora": dict(type="DoRA", r=4, start_block=2),
     "hf-lora": HF_LORA,
+    # Rein's query link needs its Mask2Former head (tests/test_models/test_rein.py); here only its tokens.
+    "rein": dict(type="Rein", num_tokens=8, token_rank=4, start_block=2, link_queries=False),
 }
 
 
@@ -28,8 +30,10 @@ def test_train_save_load_merge(peft, tiny_segmentor_config):
     model.init_weights()
     vit = model.backbone.vit
     trainable = {n for n, p in vit.named_parameters() if p.requires_grad}
-    trained = {f"{name}.{key}" for name, layer in adapter_layers(vit).items() for key in layer.trained_tensors()}
-    assert trainable == trained and all(n.startswith(("blocks.2.", "blocks.3.")) for n in trainable)
+    parts = {**adapter_layers(vit), **adapter_modules(vit)}
+    trained = {f"{name}.{key}" for name, part in parts.items() for key in part.trained_tensors()}
+    assert trainable == trained
+    assert all(n.startswith(("blocks.2.", "blocks.3.")) for n in trainable if n.split(".")[0] == "blocks")
     before = {n: p.detach().clone() for n, p in vit.named_parameters()}
     optim_wrapper = build_optim_wrapper(model, dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=1e-2)))
     model.train()

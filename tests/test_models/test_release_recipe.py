@@ -19,7 +19,7 @@ from ..conftest import REPO
 CONFIGS = REPO / "configs/soma"
 # Every segmentation config under configs/soma (DWD detection has its own recipe).
 SEGMENTATION = sorted(p.name for p in CONFIGS.glob("*.py") if "dwd" not in p.name)
-# EMA start per config as released; None: no EMA. Backbone swaps, LoRA and PiSSA inherit their DINOv2 config's.
+# EMA start per config as released; None: no EMA. Backbone swaps, LoRA, PiSSA, DoRA and HF LoRA inherit their DINOv2 config's.
 EMA_BEGIN = {
     "soma_dinov2-l_gta2cbm-512.py": 12000, "soma_dinov2-l_gs2cbm-512.py": None,
     "soma_dinov2-l_gsu2cbm-512.py": None, "soma_dinov2-l_gsu2cbm-1024.py": 16000,
@@ -29,6 +29,7 @@ EMA_BEGIN = {
     "lora_dinov2-l_gta2cbm-512.py": 12000, "pissa_dinov2-l_gta2cbm-512.py": 12000,
     "soma_eva02-l_gta2cbm-512.py": 12000, "soma_dinov3-l_gta2cbm-512.py": 12000,
     "soma_dinov3-l_citys2acdc-512.py": 20000, "soma-released-init_dinov2-l_gta2cbm-512.py": 12000,
+    "dora_dinov2-l_gta2cbm-512.py": 12000, "hf-lora_dinov2-l_gta2cbm-512.py": 12000,
 }
 POLY = dict(type="PolyLR", eta_min=0, power=0.9, by_epoch=False)
 WEIGHT_DECAY = dict(type="CosineAnnealingParamScheduler", param_name="weight_decay", eta_min=1e-5, by_epoch=False)

@@ -23,5 +23,5 @@ def test_soma_peft_works_without_openmmlab_and_peft():
     result = subprocess.run([sys.executable, "-c", CODE], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     first, second = result.stdout.splitlines()
-    assert first == "['DoRA', 'HFPeft', 'SoMA'] 1"
+    assert first == "['DoRA', 'HFPeft', 'Rein', 'SoMA'] 1"
     assert "pip install peft==0.21.2" in second

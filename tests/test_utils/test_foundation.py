@@ -59,3 +59,7 @@ def test_runner_checkpoints_load_and_foreign_files_stay_safe(tmp_path):
     broken.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(RuntimeError, match="truncated"):
         load_weights(broken)
+    text = tmp_path / "notes.pth"
+    text.write_text("abc")  # torch.load raises IndexError on this one (KeyError on longer text)
+    with pytest.raises(RuntimeError, match="not a torch file"):
+        load_weights(text)

@@ -3,8 +3,8 @@
     python tools/benchmark/trainable_params.py                 # DINOv2-L, the G->CBM configs
     python tools/benchmark/trainable_params.py --arch tiny     # the tests' 4-block arch (adapted blocks scaled)
 
-Each row is the backbone of a GTA5 -> Cityscapes/BDD100K/Mapillary config (configs/soma/*_dinov2-l_gta2cbm-512.py:
-frozen, full fine-tuning, SoMA, PiSSA, LoRA, DoRA, HF peft LoRA, and any method config added there), built on the
+Each row is the backbone of a GTA5 -> Cityscapes/BDD100K/Mapillary config (configs/*/*_dinov2-l_gta2cbm-512.py:
+frozen, full fine-tuning, SoMA, PiSSA, LoRA, DoRA, HF peft LoRA, Rein, and any method config added there), built on the
 meta device: shapes only, no memory, no weights read. Counts are of the backbone alone (the decode head trains in
 every setting). "adapters" counts the methods' own tensors (A, B, magnitudes, tokens), "biases" the trained
 tensors of the adapted layers' base layers, "adapted matrices" counts a fused q/k/v adapted slice by slice as 3.
@@ -12,16 +12,12 @@ tensors of the adapted layers' base layers, "adapted matrices" counts a fused q/
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-CONFIG_GLOB = "configs/soma/*_dinov2-l_gta2cbm-512.py"
+CONFIG_GLOB = "configs/*/*_dinov2-l_gta2cbm-512.py"  # configs/soma and the other methods' folders (configs/rein)
 FIRST = ("frozen", "full")  # the two reference rows, then the methods by name
 LARGE_DEPTH = 24
 

@@ -22,7 +22,7 @@ class DINOv2(FoundationViT):
     arch_zoo = {
         # A 4-block, 64-dim DINOv2 for tests and the CPU demo (not a released model).
         "tiny": ("vit_small_patch14_dinov2", dict(embed_dim=64, depth=4, num_heads=2), (0, 1, 2, 3)),
-        # A 6-block, 128-dim ViT pretrained by the CPU demo (tools/demo/pretrain.py), used at patch 8.
+        # A 6-block, 128-dim ViT pretrained by the CPU demo (soma/demo/pretrain.py), used at patch 8.
         "demo": ("vit_small_patch14_dinov2", dict(embed_dim=128, depth=6, num_heads=4), (1, 3, 4, 5)),
         "small": ("vit_small_patch14_dinov2", {}, (2, 5, 8, 11)),
         "base": ("vit_base_patch14_dinov2", {}, (2, 5, 8, 11)),
