@@ -58,7 +58,7 @@ def peft_summary(backbone: torch.nn.Module) -> str:
     if "config" in options:  # HFPeft: peft's own config
         inner = dict(options["config"])
         return f"{method.name} {inner.pop('type')} " + " ".join(f"{k}={v}" for k, v in inner.items())
-    shown = [f"{k}={options[k]}" for k in ("r", "init") if k in options]
+    shown = [f"{k}={options[k]}" for k in ("r", "init", "num_tokens", "token_rank") if k in options]
     return " ".join([method.name, *shown])
 
 
