@@ -9,8 +9,10 @@ Modelled on peft's ``LoraConfig``: a typed dataclass validated in ``__post_init_
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
+
+from .registry import MethodConfig
 
 INIT_MODES = ("minor", "principal", "lora", "released")
 SVD_METHODS = ("auto", "gram", "svd")
@@ -36,7 +38,7 @@ def _name_matches(module_name: str, key: str) -> bool:
 
 
 @dataclass
-class LowRankConfig:
+class LowRankConfig(MethodConfig):
     """Which linear layers a low-rank adapter method adapts (shared by SoMA, LoRA/PiSSA and DoRA).
 
     Args:
@@ -121,28 +123,6 @@ class LowRankConfig:
     def scale(self) -> float:
         """``alpha / r`` for the default rank ``r``."""
         return (self.alpha if self.alpha is not None else self.r) / self.r
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data copy (JSON-friendly: tuples become lists) for checkpoints and logs."""
-        data = asdict(self)
-        if isinstance(data["target_modules"], tuple):
-            data["target_modules"] = list(data["target_modules"])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LowRankConfig:
-        """Build from a dict (config files, checkpoints): the inverse of :meth:`to_dict`.
-
-        Raises:
-            ValueError: ``data`` has keys that are not fields of this class.
-        """
-        if not isinstance(data, dict):
-            raise ValueError(f"a {cls.method_name} config must be a dict, got {type(data).__name__}.")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown {cls.method_name} option(s) {unknown}; valid options are {valid}.")
-        return cls(**data)
 
     # ------------------------------------------------------------------ per-module rules
     def block_index(self, module_name: str) -> int | None:

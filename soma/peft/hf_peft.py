@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import re
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -28,7 +28,7 @@ import torch.nn as nn
 from .base import AdapterLayer, register_adapter_layer_view
 from .config import _is_int
 from .model import CONFIG_ATTR, adapter_layers, check_not_adapted
-from .registry import register_peft_method
+from .registry import MethodConfig, register_peft_method
 
 __all__ = ["HFPeftConfig", "HFTunerLayer", "apply_hf_peft", "initialize_hf_peft", "PEFT_REQUIREMENT"]
 
@@ -48,7 +48,7 @@ def import_peft() -> Any:
 
 
 @dataclass
-class HFPeftConfig:
+class HFPeftConfig(MethodConfig):
     """An HF peft tuner config by name, and the blocks it adapts.
 
     Args:
@@ -61,6 +61,7 @@ class HFPeftConfig:
     """
 
     method_name: ClassVar[str] = "HFPeft"
+    options_hint: ClassVar[str] = " (peft's own options go into `config`)"
 
     config: dict[str, Any] = field(default_factory=dict)
     target_modules: tuple[str, ...] | None = None
@@ -85,23 +86,6 @@ class HFPeftConfig:
                              f"end_block={self.end_block!r}.")
         if self.start_block is not None and "layers_to_transform" in self.config:
             raise ValueError("give either `start_block`/`end_block` or peft's `layers_to_transform`, not both.")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if data["target_modules"] is not None:
-            data["target_modules"] = list(data["target_modules"])
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> HFPeftConfig:
-        if not isinstance(data, dict):
-            raise ValueError(f"an HFPeft config must be a dict, got {type(data).__name__}.")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown HFPeft option(s) {unknown}; valid options are {valid} (peft's own options go "
-                             "into `config`).")
-        return cls(**data)
 
     def peft_config(self, model: nn.Module) -> Any:
         """The ``peft.PeftConfig`` for ``model`` (whose block count bounds ``start_block``)."""

@@ -7,12 +7,39 @@ in place and a function that initialises it once the pretrained weights are load
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from typing import Any, ClassVar
 
 import torch.nn as nn
 
-__all__ = ["PeftMethod", "PEFT_METHODS", "register_peft_method", "peft_method", "build_peft_config"]
+__all__ = ["MethodConfig", "PeftMethod", "PEFT_METHODS", "register_peft_method", "peft_method", "build_peft_config"]
+
+
+class MethodConfig:
+    """Base of the methods' config dataclasses: plain-data round trip with a clear error for unknown options."""
+
+    method_name: ClassVar[str] = "adapter"  # names the method in error messages
+    options_hint: ClassVar[str] = ""  # appended to the unknown-option error
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data copy (JSON-friendly: tuples become lists) for checkpoints and logs."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Any:
+        """Build from a dict (config files, checkpoints): the inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: ``data`` is not a dict or has keys that are not fields of this class.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"a {cls.method_name} config must be a dict, got {type(data).__name__}.")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown {cls.method_name} option(s) {unknown}; valid options are {valid}"
+                             f"{cls.options_hint}.")
+        return cls(**data)
 
 
 @dataclass(frozen=True)

@@ -39,13 +39,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
 from .base import BlockRefiner
+from .config import _is_int
+from .registry import MethodConfig
 
 __all__ = ["ReinConfig", "Reins", "apply_rein", "initialize_rein", "rein_modules"]
 
@@ -53,12 +55,8 @@ __all__ = ["ReinConfig", "Reins", "apply_rein", "initialize_rein", "rein_modules
 REIN_ATTR = "rein"
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 @dataclass
-class ReinConfig:
+class ReinConfig(MethodConfig):
     """Rein's options; the embedding width and patch size are read from the model.
 
     Args:
@@ -74,6 +72,8 @@ class ReinConfig:
         identity_init: zero ``MLP_f`` and use no scale, so the refined features equal the input at
             initialisation (the release's ``zero_mlp_delta_f`` variant).
     """
+
+    method_name: ClassVar[str] = "Rein"
 
     num_tokens: int = 100
     token_rank: int | None = 16
@@ -104,25 +104,6 @@ class ReinConfig:
             raise ValueError(f"`scale_init` must be a finite number, got {self.scale_init!r}.")
         if not isinstance(self.identity_init, bool):
             raise ValueError(f"`identity_init` must be True or False, got {self.identity_init!r}.")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-data copy for checkpoints and logs."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReinConfig:
-        """Build from a dict (config files, checkpoints): the inverse of :meth:`to_dict`.
-
-        Raises:
-            ValueError: ``data`` is not a dict or has keys that are not fields of this class.
-        """
-        if not isinstance(data, dict):
-            raise ValueError(f"a Rein config must be a dict, got {type(data).__name__}.")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown Rein option(s) {unknown}; valid options are {valid}.")
-        return cls(**data)
 
 
 class Reins(BlockRefiner):
