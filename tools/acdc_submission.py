@@ -9,7 +9,7 @@ condition. This tool runs the config's test loop (mmengine's Runner, as tools/te
 ``ROOT/rgb_anon/<cond>/test/<seq>/*_rgb_anon.png`` at the config's ACDC test resolution (its ``DGACDCDataset``
 pipeline: Resize to 1920x1080, slide inference), its metric only writing the predictions
 (``DomainIoUMetric(format_only=True, output_dir=...)``, mmseg's format), and writes, for each image
-``NAME_rgb_anon.png`` (the library part: soma/evaluation/acdc_submission.py):
+``NAME_rgb_anon.png`` (the work is done by soma/evaluation/acdc_submission.py):
 
 * ``DIR/labelTrainIds/NAME_rgb_anon.png``: an 8-bit single-channel PNG of the input's size (1920x1080) holding the
   Cityscapes **trainIds** 0-18 of the prediction;
@@ -39,47 +39,7 @@ The checkpoint is loaded strictly (``--non-strict`` loads what fits). An output 
 submission is reused only with ``--force`` (its predictions of other conditions are then removed); it must not
 lie inside the ACDC folder.
 """
-from __future__ import annotations
-
-import argparse
-from collections.abc import Sequence
-
-import torch
-
-from soma.evaluation.acdc_submission import ACDC_CONDITIONS, make_submission, summary
-from soma.utils import exit_on_user_error
-
-
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", help="a Cityscapes→ACDC config (its DGACDCDataset pipeline sets the resolution)")
-    parser.add_argument("checkpoint", help="training checkpoint, or a merged one from tools/merge_adapter.py")
-    parser.add_argument("--out", required=True, help="output folder (predictions and the zip)")
-    parser.add_argument("--data-root", default=None,
-                        help="ACDC root holding rgb_anon/<condition>/test (default: the config's, data/acdc)")
-    parser.add_argument("--conditions", nargs="+", default=list(ACDC_CONDITIONS), choices=ACDC_CONDITIONS,
-                        help="conditions to predict (default: all four, for the 'all adverse' task)")
-    parser.add_argument("--device", default="cuda:0" if torch.cuda.is_available() else "cpu",
-                        help="torch device (default: cuda:0 if available, else cpu)")
-    parser.add_argument("--label-ids", action="store_true",
-                        help="write Cityscapes label ids (labelIds/) instead of trainIds (labelTrainIds/)")
-    parser.add_argument("--force", action="store_true", help="replace an earlier submission in --out")
-    parser.add_argument("--non-strict", action="store_true",
-                        help="load a checkpoint that does not fit the config: only the tensors that fit (logged)")
-    return parser.parse_args(argv)
-
-
-@exit_on_user_error
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
-    try:
-        result = make_submission(args.config, args.checkpoint, args.out, data_root=args.data_root,
-                                 conditions=args.conditions, device=args.device, label_ids=args.label_ids,
-                                 force=args.force, strict=not args.non_strict)
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"error: {exc}") from None
-    print(summary(result))
-
+from soma.evaluation.acdc_submission import main
 
 if __name__ == "__main__":
     main()

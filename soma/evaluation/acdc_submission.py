@@ -11,6 +11,7 @@ format), then checks that every image has its file, optionally maps trainIds to 
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import tempfile
 import zipfile
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from mmengine.config import Config
 from PIL import Image
 
 from soma.datasets.benchmarks import ACDC_CONDITIONS
 from soma.peft import is_adapter_key
-from soma.utils import atomic_path, check_output_dir, load_config, load_trusted_checkpoint
+from soma.utils import atomic_path, check_output_dir, exit_on_user_error, load_config, load_trusted_checkpoint
 from soma.utils.dataset_config import image_only_pipeline, leaf_datasets
 
 ACDC_DATASET = "DGACDCDataset"
@@ -267,3 +269,38 @@ def summary(result: Submission) -> str:
     size = result.zip_path.stat().st_size / 2**20 if result.zip_path else 0.0
     lines.append(f"upload: {result.zip_path} ({size:.1f} MiB)")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line of tools/acdc_submission.py."""
+    parser = argparse.ArgumentParser(description="Write predictions for the ACDC test split, zipped in the form "
+                                                 "the ACDC benchmark server takes (see tools/acdc_submission.py).")
+    parser.add_argument("config", help="a Cityscapes→ACDC config (its DGACDCDataset pipeline sets the resolution)")
+    parser.add_argument("checkpoint", help="training checkpoint, or a merged one from tools/merge_adapter.py")
+    parser.add_argument("--out", required=True, help="output folder (predictions and the zip)")
+    parser.add_argument("--data-root", default=None,
+                        help="ACDC root holding rgb_anon/<condition>/test (default: the config's, data/acdc)")
+    parser.add_argument("--conditions", nargs="+", default=list(ACDC_CONDITIONS), choices=ACDC_CONDITIONS,
+                        help="conditions to predict (default: all four, for the 'all adverse' task)")
+    parser.add_argument("--device", default="cuda:0" if torch.cuda.is_available() else "cpu",
+                        help="torch device (default: cuda:0 if available, else cpu)")
+    parser.add_argument("--label-ids", action="store_true",
+                        help="write Cityscapes label ids (labelIds/) instead of trainIds (labelTrainIds/)")
+    parser.add_argument("--force", action="store_true", help="replace an earlier submission in --out")
+    parser.add_argument("--non-strict", action="store_true",
+                        help="load a checkpoint that does not fit the config: only the tensors that fit (logged)")
+    return parser.parse_args(argv)
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> None:
+    """tools/acdc_submission.py: predict, check and zip (see :func:`make_submission`)."""
+    args = parse_args(argv)
+    try:
+        result = make_submission(args.config, args.checkpoint, args.out, data_root=args.data_root,
+                                 conditions=args.conditions, device=args.device, label_ids=args.label_ids,
+                                 force=args.force, strict=not args.non_strict)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"error: {exc}") from None
+    print(summary(result))

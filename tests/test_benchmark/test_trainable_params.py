@@ -1,5 +1,6 @@
-"""tools/benchmark/trainable_params.py: one row per method config, counts consistent across methods (tiny arch)."""
-from tools.benchmark.trainable_params import table
+"""soma.analysis.trainable_params (tools/benchmark/trainable_params.py): one row per method config, counts
+consistent across methods (tiny arch)."""
+from soma.analysis.trainable_params import table
 
 
 def parse(markdown: str) -> dict[str, list[str]]:

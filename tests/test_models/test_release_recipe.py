@@ -19,7 +19,8 @@ from ..conftest import REPO
 CONFIGS = REPO / "configs/soma"
 # Every segmentation config under configs/soma (DWD detection has its own recipe).
 SEGMENTATION = sorted(p.name for p in CONFIGS.glob("*.py") if "dwd" not in p.name)
-# EMA start per config as released; None: no EMA. Backbone swaps, LoRA, PiSSA, DoRA and HF LoRA inherit their DINOv2 config's.
+# EMA start per config as released; None: no EMA. Backbone swaps, LoRA, PiSSA, DoRA and HF LoRA inherit their DINOv2
+# config's.
 EMA_BEGIN = {
     "soma_dinov2-l_gta2cbm-512.py": 12000, "soma_dinov2-l_gs2cbm-512.py": None,
     "soma_dinov2-l_gsu2cbm-512.py": None, "soma_dinov2-l_gsu2cbm-1024.py": 16000,

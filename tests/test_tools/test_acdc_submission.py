@@ -134,7 +134,7 @@ def test_one_train_id_png_per_image_and_the_zip(acdc, tiny_run, tmp_path):
 def test_label_ids_option_maps_through_cityscapesscripts(acdc, tiny_run, tmp_path, capsys):
     from cityscapesscripts.helpers.labels import labels as cs_labels
 
-    from tools.acdc_submission import main
+    from soma.evaluation.acdc_submission import main
 
     main([str(acdc["config"]), str(acdc["checkpoint"]), "--out", str(tmp_path / "out"), "--data-root",
           str(acdc["root"]), "--conditions", *CONDITIONS, "--device", "cpu", "--label-ids"])
@@ -158,7 +158,7 @@ def test_label_ids_option_maps_through_cityscapesscripts(acdc, tiny_run, tmp_pat
 
 def test_errors(acdc, tiny_run, tmp_path, capsys):
     from soma.evaluation.acdc_submission import make_submission
-    from tools.acdc_submission import main
+    from soma.evaluation.acdc_submission import main
 
     with pytest.raises(SystemExit, match=r"rgb_anon/rain/test' does not exist"):
         main([str(acdc["config"]), str(tiny_run.trained), "--out", str(tmp_path / "out"), "--data-root",
