@@ -100,6 +100,7 @@ def test_attention_uses_sdpa_even_if_timm_is_told_otherwise(backbone_type, monke
     assert len(calls) == len(backbone.vit.blocks)
 
 
+@pytest.mark.slow  # torch.compile (10 s)
 def test_compiled_blocks_match_eager_and_survive_deepcopy(tiny_segmentor_config):
     eager = build(tiny_segmentor_config)
     compiled = build(tiny_segmentor_config, compile_blocks=dict(backend="aot_eager"))

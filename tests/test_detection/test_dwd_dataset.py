@@ -14,6 +14,7 @@ PIPELINE = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations", with_bb
             dict(type="PackDetInputs", meta_keys=META_KEYS)]
 
 
+@pytest.mark.slow  # every domain and split of the generated DWD copy (11 s)
 def test_every_domain_and_split(dwd_root, mmdet_scope):
     assert DWD_DOMAINS == ("daytime_clear", "daytime_foggy", "dusk_rainy", "night_rainy", "night_sunny")
     for domain in DWD_DOMAINS:

@@ -15,6 +15,9 @@ from soma.apis.testing import evaluation_resolutions
 
 from ..conftest import REPO
 
+pytestmark = pytest.mark.slow  # every published config loaded and built (22 s); tests/test_models/test_configs.py
+# builds the tiny ones in the fast tier
+
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.py") if "_base_" not in p.parts)
 SEGMENTATION = [p for p in CONFIGS if p.parent.name in ("soma", "rein") and "dwd" not in p.name]
 # Test resolution per domain as released: BDD100K at 1280x720 in the 512 configs and 2048x1024 in the 1024 ones.

@@ -30,6 +30,7 @@ def test_pretrained_spectra_of_a_config(tiny_run, tmp_path):
         assert width > 300 and height > 200
 
 
+@pytest.mark.slow  # float64 spectra of a trained checkpoint (7 s)
 def test_changes_of_a_trained_checkpoint(tiny_run, tmp_path):
     from soma.analysis.spectrum import analyse_input, write_report
 
