@@ -291,15 +291,16 @@ class FoundationViT(BaseModule):
             if name.rpartition(".")[2] in LAYER_SCALE_NAMES:
                 param.requires_grad_(False)
 
-    def _find_first_trained_block(self) -> int:
+    def _find_first_trained_block(self, refiners: dict[int, list[BlockRefiner]] | None = None) -> int:
         """Index of the first block with a trainable parameter (found by structure, not by name).
 
         Read from the current ``requires_grad`` flags at every use, so that freezing or unfreezing after
         construction (``requires_grad_``) takes effect instead of leaving blocks under no-grad. A block refiner
-        (Rein) counts for the first block it refines, wherever it sits in the ViT.
+        (Rein) counts for the first block it refines, wherever it sits in the ViT; ``refiners`` is
+        :meth:`_block_refiners` when the caller has it already.
         """
         blocks = self.vit.blocks
-        refiners = self._block_refiners()
+        refiners = self._block_refiners() if refiners is None else refiners
         refiner_params = {id(p) for group in refiners.values() for refiner in group for p in refiner.parameters()}
         stem_trained = any(p.requires_grad for n, p in self.vit.named_parameters()
                            if not n.startswith("blocks.") and id(p) not in refiner_params)
@@ -347,7 +348,7 @@ class FoundationViT(BaseModule):
         grid_h, grid_w = self.vit.patch_embed.dynamic_feat_size((height, width))
         prefix = self.vit.num_prefix_tokens
         refiners = self._block_refiners()
-        first_trained = self._find_first_trained_block() if torch.is_grad_enabled() else len(self.vit.blocks)
+        first_trained = self._find_first_trained_block(refiners) if torch.is_grad_enabled() else len(self.vit.blocks)
         with torch.set_grad_enabled(torch.is_grad_enabled() and first_trained == 0):
             tokens, block_kwargs = self._embed(x)
         outputs = []
