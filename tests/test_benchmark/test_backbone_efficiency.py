@@ -47,7 +47,8 @@ def test_frozen_blocks_run_without_autograd_and_give_the_same_loss(tiny_segmento
     backbone = model.backbone
     assert backbone._find_first_trained_block() == FROZEN_BLOCKS
     autograd_twin = copy.deepcopy(model)
-    autograd_twin.backbone._find_first_trained_block = lambda: 0  # the same weights, every block under autograd
+    # the same weights, every block under autograd
+    autograd_twin.backbone._find_first_trained_block = lambda refiners=None: 0
 
     seen = {}
     for index, block in enumerate(backbone.vit.blocks):
