@@ -4,16 +4,25 @@
 #   bash tools/setup.sh                      # creates .venv: pinned torch, requirements.txt, `pip install -e .`
 #   bash tools/setup.sh --system-torch       # keep the machine's torch/torchvision (>= 2.6, any CUDA)
 #   bash tools/setup.sh --wheelhouse DIR     # offline: install from DIR alone (tools/make_wheelhouse.sh)
+#   bash tools/setup.sh --no-hf              # without the HF extra (peft, transformers: requirements-hf.txt)
+#   bash tools/setup.sh --no-build           # never compile mmcv: exit 3 if no prebuilt or cached wheel matches
 #
-# mmcv 2.1.0 (needed by mmseg 1.2.2 / mmdet 3.3.0) has no wheel on PyPI: it is built from source with its ops
-# once and the wheel is cached outside the repository, keyed by Python, torch and device:
-#   ${SOMA_CACHE_DIR:-~/.cache/soma}/wheels/mmcv-2.1.0-torch<ver>-cp<py>-<cpu | cu<cuda>-arch<list>>/
+# mmcv 2.1.0 (needed by mmseg 1.2.2 / mmdet 3.3.0) has no wheel on PyPI. The wheel for this machine is keyed
+# by Python, torch and device, mmcv-2.1.0-torch<ver>-cp<py>-<cpu | cu<cuda>-arch<list>>, and taken, without
+# compiling, from the first place that has one: the wheelhouse's mmcv/<key>/ (built elsewhere with
+# tools/build_mmcv_wheel.sh; for CUDA, a wheel whose architectures include this machine's also matches), then
+# the cache ${SOMA_CACHE_DIR:-~/.cache/soma}/wheels/<key>/. Otherwise it is built from source with its ops
+# once and cached there.
 # CUDA ops are built when torch sees a GPU (or FORCE_CUDA=1) and nvcc is found (CUDA_HOME or PATH), for
 # TORCH_CUDA_ARCH_LIST (default: the visible GPUs' compute capabilities), with MAX_JOBS parallel jobs (default:
 # all cores); FORCE_CUDA=0 builds CPU ops only (with SOMA_MSDA_PYTORCH=1 on a GPU machine: a few minutes less). On a machine whose torch sees a GPU the final check runs mmcv's deformable-attention CUDA kernel
 # against its pure-PyTorch function, and refuses an mmcv without CUDA ops unless SOMA_MSDA_PYTORCH=1 accepts
 # the pure-PyTorch path (README, "GPU machines"). A second run finds the environment stamped healthy and only
 # re-runs the checks (seconds).
+#
+# OpenCV: mmengine's and mmcv's wheels ask for opencv-python; where the interpreter already has another OpenCV
+# build (opencv-python-headless, as on many GPU images), the venv records an opencv-python stand-in of the same
+# version instead of installing a second OpenCV (the choice mmcv's own setup.py makes when it builds).
 #
 # --system-torch (or SOMA_SYSTEM_TORCH=1): the venv is created with --system-site-packages from PYTHON (default
 # python3), so it sees the machine's torch (if PYTHON is itself a venv, a .pth file points at its site-packages);
@@ -28,6 +37,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${SOMA_VENV:-$ROOT/.venv}"
 CACHE="${SOMA_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/soma}"
 SYSTEM_TORCH="${SOMA_SYSTEM_TORCH:-0}"
+WITH_HF=1
+NO_BUILD=0
 WHEELHOUSE="${SOMA_WHEELHOUSE:-}"
 MMCV_VERSION=2.1.0
 STAMP="$VENV/.soma-setup-ok"
@@ -41,6 +52,8 @@ while (($#)); do
     --system-torch) SYSTEM_TORCH=1 ;;
     --wheelhouse) [[ $# -ge 2 ]] || die "--wheelhouse needs a directory"; WHEELHOUSE="$2"; shift ;;
     --wheelhouse=*) WHEELHOUSE="${1#*=}" ;;
+    --no-hf) WITH_HF=0 ;;
+    --no-build) NO_BUILD=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option '$1' (see: bash tools/setup.sh --help)" ;;
   esac
@@ -65,7 +78,8 @@ fi
 
 # The stamp records what was installed; any change to these inputs forces a re-install.
 wanted_stamp() {
-  { cat "$ROOT/requirements.txt" "$ROOT/pyproject.toml" "$ROOT/tools/setup.sh"; echo "system-torch=$SYSTEM_TORCH"; } |
+  { cat "$ROOT/requirements.txt" "$ROOT/requirements-hf.txt" "$ROOT/pyproject.toml" "$ROOT/tools/setup.sh"
+    echo "system-torch=$SYSTEM_TORCH hf=$WITH_HF"; } |
     sha256sum | cut -d' ' -f1
 }
 
@@ -154,6 +168,7 @@ if [[ "$SYSTEM_TORCH" == 1 ]]; then
   requirements=$(mktemp)
   constraints=$(mktemp)
   grep -vE '^(torch|torchvision)([=<>!~ ;]|$)' "$ROOT/requirements.txt" >"$requirements"
+  [[ "$WITH_HF" == 0 ]] || cat "$ROOT/requirements-hf.txt" >>"$requirements"
   printf 'torch==%s\ntorchvision==%s\n' "${torch_full%%+*}" "${torchvision_full%%+*}" >"$constraints"
   REQUIREMENTS=(-r "$requirements")
   HOLD_TORCH=(-c "$constraints")
@@ -162,6 +177,7 @@ else
   # requirements.txt's pins, installed first so that the mmcv build compiles against them.
   mapfile -t TORCH_INSTALL < <(grep -E '^(torch|torchvision)==' "$ROOT/requirements.txt")
   REQUIREMENTS=(-r "$ROOT/requirements.txt")
+  [[ "$WITH_HF" == 0 ]] || REQUIREMENTS+=(-r "$ROOT/requirements-hf.txt")
   HOLD_TORCH=()
 fi
 PY="$VENV/bin/python"
@@ -169,7 +185,24 @@ PIP=("$PY" -m pip --disable-pip-version-check)
 
 log "installing ${TORCH_INSTALL[*]:+${TORCH_INSTALL[*]} and }build tools"
 "${PIP[@]}" install -q "${PIP_SOURCE[@]}" "${HOLD_TORCH[@]}" "${TORCH_INSTALL[@]}" \
-  "setuptools>=77.0.3,<81" wheel ninja "numpy>=1.26,<2.4"
+  "setuptools>=77.0.3,<81" wheel ninja "numpy>=1.26"
+
+# An OpenCV the interpreter already has (opencv-python-headless, ...) stands in for opencv-python.
+"$PY" - <<'PY'
+import importlib.metadata as metadata, sysconfig
+from pathlib import Path
+names = {dist.metadata["Name"].lower() for dist in metadata.distributions()}
+others = sorted(n for n in names if n.startswith("opencv-") and n != "opencv-python")
+if "opencv-python" not in names and others:
+    version = metadata.version(others[0])
+    info = Path(sysconfig.get_paths()["purelib"], f"opencv_python-{version}.dist-info")
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: opencv-python\nVersion: {version}\n"
+                                   f"Summary: stand-in: cv2 comes from {others[0]} (tools/setup.sh)\n")
+    (info / "INSTALLER").write_text("soma-setup\n")
+    (info / "RECORD").write_text("")
+    print(f"[setup] opencv-python {version}: the installed {others[0]} stands in for it")
+PY
 
 # ------------------------------------------------------------------------------------------- mmcv: CPU or CUDA
 read -r torch_version torch_cuda gpu_archs < <("$PY" -c '
@@ -179,54 +212,108 @@ caps = sorted({"%d.%d" % torch.cuda.get_device_capability(i) for i in range(torc
 print(torch.__version__.split("+")[0], torch.version.cuda or "none", ";".join(caps) or "none")') || true
 [[ -n "${torch_version:-}" ]] || die "$PY cannot import torch (see the error above)"
 py_tag=$("$PY" -c 'import sys; print(f"cp{sys.version_info.major}{sys.version_info.minor}")')
-nvcc="${CUDA_HOME:+$CUDA_HOME/bin/nvcc}"
-[[ -n "$nvcc" && -x "$nvcc" ]] || nvcc=$(command -v nvcc || true)
+
+# mmcv_key DEVICE: the name of the mmcv wheel this machine needs (also tools/build_mmcv_wheel.sh's folder name).
+mmcv_key() { echo "mmcv-$MMCV_VERSION-torch$torch_version-$py_tag-$1"; }
+
+# prebuilt_wheel KEY ARCHS: a wheel in the wheelhouse's mmcv/ for this Python, torch and CUDA whose architectures
+# include ARCHS ("" for a CPU wheel); prints nothing and explains each near miss on stderr when none matches.
+prebuilt_wheel() {
+  [[ -n "$WHEELHOUSE" && -d "$WHEELHOUSE/mmcv" ]] || return 0
+  "$PY" - "$WHEELHOUSE/mmcv" "$1" "$2" "$MMCV_VERSION" "$torch_version" "$py_tag" "$torch_cuda" <<'PY'
+import sys
+from pathlib import Path
+folder, key, archs, version, torch_version, py_tag, cuda = sys.argv[1:]
+need = {a.removesuffix("+PTX") for a in archs.replace(" ", ";").split(";") if a}
+near = []
+for build in sorted(Path(folder).glob("*/BUILD.txt")):
+    info = dict(line.split("=", 1) for line in build.read_text().splitlines() if "=" in line)
+    wheels = sorted(build.parent.glob(f"mmcv-{version}-*.whl"))
+    have = {a.removesuffix("+PTX") for a in info.get("archs", "none").replace(" ", ";").split(";")} - {"none"}
+    wrong = [f"{what} {got} (here: {want})" for what, got, want in (
+        ("Python", "cp" + info.get("python", "?").replace(".", ""), py_tag),
+        ("torch", info.get("torch", "?").split("+")[0], torch_version),
+        ("CUDA", info.get("cuda", "?"), cuda if need else "none, CPU ops"),
+    ) if got != want]
+    if need and not need <= have:
+        wrong.append(f"architectures {info.get('archs')} (here: {';'.join(sorted(need))})")
+    if not wheels:
+        wrong.append("no wheel in the folder")
+    if not wrong:
+        print(wheels[0])
+        sys.exit(0)
+    near.append(f"[setup]   {build.parent.name}: built for " + ", ".join(wrong))
+if near:
+    print(f"[setup] no prebuilt mmcv wheel in {folder} matches {key}:", *near, sep="\n", file=sys.stderr)
+PY
+}
+
 device=cpu
+archs=""
 if [[ "${FORCE_CUDA:-}" == 0 ]]; then
   [[ "$gpu_archs" == none || "${SOMA_MSDA_PYTORCH:-0}" != 0 ]] ||
-    die "FORCE_CUDA=0 builds mmcv without CUDA ops, but torch sees a GPU: set SOMA_MSDA_PYTORCH=1 as well"
-  log "FORCE_CUDA=0: building mmcv without CUDA ops"
+    die "FORCE_CUDA=0 installs mmcv without CUDA ops, but torch sees a GPU: set SOMA_MSDA_PYTORCH=1 as well"
+  log "FORCE_CUDA=0: mmcv without CUDA ops"
 elif [[ "${FORCE_CUDA:-0}" == 1 || "$gpu_archs" != none ]]; then
   [[ "$torch_cuda" != none ]] || die "FORCE_CUDA=1, but torch $torch_version is a CPU-only build"
-  if [[ -z "$nvcc" ]]; then
-    if [[ "${SOMA_MSDA_PYTORCH:-0}" != 0 ]]; then
-      log "no nvcc: building mmcv without CUDA ops; SOMA_MSDA_PYTORCH=1 runs deformable attention in PyTorch"
-    else
-      die "torch sees a GPU (or FORCE_CUDA=1) but nvcc is not found, so mmcv's CUDA ops cannot be built: load the \
-CUDA $torch_cuda toolkit (module load cuda / set CUDA_HOME) and re-run; or set SOMA_MSDA_PYTORCH=1 to install mmcv \
-without CUDA ops and run deformable attention through its pure-PyTorch path (slower, more memory)"
-    fi
-  else
-    nvcc_cuda=$("$nvcc" --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
-    [[ "${nvcc_cuda%%.*}" == "${torch_cuda%%.*}" ]] ||
-      die "nvcc $nvcc is CUDA $nvcc_cuda but torch was built with CUDA $torch_cuda: point CUDA_HOME at a CUDA ${torch_cuda%%.*}.x toolkit"
-    arch_list="${TORCH_CUDA_ARCH_LIST:-}"
-    [[ -n "$arch_list" || "$gpu_archs" == none ]] || arch_list="$gpu_archs"
-    [[ -n "$arch_list" ]] || die "FORCE_CUDA=1 without a visible GPU: set TORCH_CUDA_ARCH_LIST (e.g. 9.0 for H100, 8.0 for A100)"
-    export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$arch_list"
-    export CUDA_HOME="${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$nvcc")")")}"
-    # Headers that torch's CUDA headers include but some toolkits lack (cusparse.h, ...) come with torch's
-    # nvidia-* wheels.
-    nvidia_includes=$("$PY" -c 'import glob, os
-try:
-    import nvidia
-except ImportError:
-    raise SystemExit
-print(":".join(d for p in nvidia.__path__ for d in sorted(glob.glob(os.path.join(p, "*", "include")))))')
-    [[ -z "$nvidia_includes" ]] || export CPATH="${CPATH:+$CPATH:}$nvidia_includes"
-    device="cu${torch_cuda//./}-arch$(tr -c 'A-Za-z0-9.+\n' '_' <<<"$arch_list")"
-  fi
+  archs="${TORCH_CUDA_ARCH_LIST:-}"
+  [[ -n "$archs" || "$gpu_archs" == none ]] || archs="$gpu_archs"
+  [[ -n "$archs" ]] || die "FORCE_CUDA=1 without a visible GPU: set TORCH_CUDA_ARCH_LIST (e.g. 9.0 for H100, 8.0 for A100)"
+  device="cu${torch_cuda//./}-arch$(tr -c 'A-Za-z0-9.+\n' '_' <<<"$archs")"
 fi
-key="mmcv-$MMCV_VERSION-torch$torch_version-$py_tag-$device"
+key=$(mmcv_key "$device")
 wheel_dir="$CACHE/wheels/$key"
 if [[ "$(cat "$MMCV_MARK" 2>/dev/null)" == "$key" ]] &&
    "$PY" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
   log "mmcv $MMCV_VERSION ($device) already installed"
 else
-  wheel=$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
-  legacy="$CACHE/wheels/mmcv-$MMCV_VERSION-torch$torch_version-$py_tag"  # before the key named the device
-  if [[ -z "$wheel" && "$device" == cpu ]] && ls "$legacy"/mmcv-*.whl >/dev/null 2>&1; then
-    wheel=$(ls "$legacy"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)  # only CPU machines built these
+  wheel=$(prebuilt_wheel "$key" "$archs")
+  if [[ -n "$wheel" ]]; then
+    log "prebuilt mmcv wheel from the wheelhouse: $wheel ($(sed -n 's/^built=//p' "$(dirname "$wheel")/BUILD.txt"))"
+  else
+    wheel=$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+    legacy="$CACHE/wheels/mmcv-$MMCV_VERSION-torch$torch_version-$py_tag"  # before the key named the device
+    if [[ -z "$wheel" && "$device" == cpu ]] && ls "$legacy"/mmcv-*.whl >/dev/null 2>&1; then
+      wheel=$(ls "$legacy"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)  # only CPU machines built these
+    fi
+    [[ -z "$wheel" ]] || log "reusing cached mmcv wheel $wheel"
+  fi
+  if [[ -z "$wheel" && "$NO_BUILD" == 1 ]]; then
+    printf '[setup] ERROR: --no-build: no prebuilt (--wheelhouse DIR/mmcv/) or cached mmcv wheel matches %s; make one with tools/build_mmcv_wheel.sh\n' "$key" >&2
+    exit 3
+  fi
+  if [[ -z "$wheel" && "$device" != cpu ]]; then
+    # Only a build needs nvcc.
+    nvcc="${CUDA_HOME:+$CUDA_HOME/bin/nvcc}"
+    [[ -n "$nvcc" && -x "$nvcc" ]] || nvcc=$(command -v nvcc || true)
+    if [[ -z "$nvcc" ]]; then
+      [[ "${SOMA_MSDA_PYTORCH:-0}" != 0 ]] || die "torch sees a GPU (or FORCE_CUDA=1), no prebuilt mmcv wheel \
+matches ($key) and nvcc is not found, so mmcv's CUDA ops cannot be built: build a wheel on another machine \
+(tools/build_mmcv_wheel.sh) and pass --wheelhouse, or load the CUDA $torch_cuda toolkit (module load cuda / set \
+CUDA_HOME) and re-run; or set SOMA_MSDA_PYTORCH=1 to install mmcv without CUDA ops and run deformable attention \
+through its pure-PyTorch path (slower, more memory)"
+      log "no nvcc: mmcv without CUDA ops; SOMA_MSDA_PYTORCH=1 runs deformable attention in PyTorch"
+      device=cpu
+      key=$(mmcv_key cpu)
+      wheel_dir="$CACHE/wheels/$key"
+      wheel=$(prebuilt_wheel "$key" "")
+      [[ -n "$wheel" ]] || wheel=$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+    else
+      nvcc_cuda=$("$nvcc" --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
+      [[ "${nvcc_cuda%%.*}" == "${torch_cuda%%.*}" ]] ||
+        die "nvcc $nvcc is CUDA $nvcc_cuda but torch was built with CUDA $torch_cuda: point CUDA_HOME at a CUDA ${torch_cuda%%.*}.x toolkit"
+      export FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$archs"
+      export CUDA_HOME="${CUDA_HOME:-$(dirname "$(dirname "$(readlink -f "$nvcc")")")}"
+      # Headers that torch's CUDA headers include but some toolkits lack (cusparse.h, ...) come with torch's
+      # nvidia-* wheels.
+      nvidia_includes=$("$PY" -c 'import glob, os
+try:
+    import nvidia
+except ImportError:
+    raise SystemExit
+print(":".join(d for p in nvidia.__path__ for d in sorted(glob.glob(os.path.join(p, "*", "include")))))')
+      [[ -z "$nvidia_includes" ]] || export CPATH="${CPATH:+$CPATH:}$nvidia_includes"
+    fi
   fi
   if [[ -z "$wheel" ]]; then
     jobs="${MAX_JOBS:-$(nproc)}"
@@ -239,7 +326,7 @@ else
         die "$WHEELHOUSE/src/mmcv-$MMCV_VERSION.tar.gz is missing (tools/make_wheelhouse.sh puts mmcv's source there)"
       cp "$WHEELHOUSE/src/mmcv-$MMCV_VERSION.tar.gz" "$build/"
     else
-      "${PIP[@]}" download -q --no-deps --no-binary :all: "mmcv==$MMCV_VERSION" -d "$build"
+      "${PIP[@]}" download -q --no-deps --no-build-isolation --no-binary :all: "mmcv==$MMCV_VERSION" -d "$build"
     fi
     tar -xzf "$build"/mmcv-"$MMCV_VERSION".tar.gz -C "$build"
     # torch >= 2.10 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17 (a no-op on make_wheelhouse's copy).
@@ -260,8 +347,6 @@ else
     cp "$built" "$wheel_dir/.partial.whl"
     mv "$wheel_dir/.partial.whl" "$wheel_dir/$(basename "$built")"
     wheel="$wheel_dir/$(basename "$built")"
-  else
-    log "reusing cached mmcv wheel $wheel"
   fi
   "${PIP[@]}" install -q --no-deps --force-reinstall "$wheel"
   echo "$key" >"$MMCV_MARK"

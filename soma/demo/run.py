@@ -29,6 +29,7 @@ class Variant:
     name: str
     config: str
     description: str
+    validates: bool = False  # the config validates during training (its val_dataloader needs the data roots too)
 
 
 CONFIG_DIR = "configs/demo"
@@ -38,14 +39,19 @@ VARIANTS = {
     "lora": Variant("lora", f"{CONFIG_DIR}/lora_dinov2-demo_scenes-64.py", "LoRA (blocks 3-5)"),
     "pissa": Variant("pissa", f"{CONFIG_DIR}/pissa_dinov2-demo_scenes-64.py", "PiSSA (principal, blocks 3-5)"),
     "soma": Variant("soma", f"{CONFIG_DIR}/soma_dinov2-demo_scenes-64.py", "SoMA (minor, blocks 3-5)"),
+    # Not a baseline: SoMA with validation during training and an EMA of the weights (the recipes' whole cycle).
+    "soma_ema": Variant("soma_ema", f"{CONFIG_DIR}/soma-ema_dinov2-demo_scenes-64.py",
+                        "SoMA, validated, EMA weights", validates=True),
 }
+COMPARED = ("frozen", "full", "lora", "pissa", "soma")  # what --all trains side by side
 
 
-def data_options(data_root: Path) -> list[str]:
+def data_options(data_root: Path, validates: bool = False) -> list[str]:
     """``--cfg-options`` that point a demo config's datasets at ``data_root``."""
     options = [f"train_dataloader.dataset.data_root={data_root}/source"]
-    options += [f"test_dataloader.dataset.datasets.{index}.data_root={data_root}/{style}"
-                for index, style in enumerate(STYLES)]
+    for loader in ("test_dataloader", "val_dataloader") if validates else ("test_dataloader",):
+        options += [f"{loader}.dataset.datasets.{index}.data_root={data_root}/{style}"
+                    for index, style in enumerate(STYLES)]
     return options
 
 
@@ -63,7 +69,7 @@ def run_tool(command: list[str], log: Path) -> None:
 def train_and_test(variant: Variant, data_root: Path, pretrained: Path, work_dir: Path,
                    iters: int | None = None) -> dict:
     """Train one variant with tools/train.py and evaluate it with tools/test.sh; returns its metrics."""
-    options = data_options(data_root) + [f"model.backbone.init_cfg.checkpoint={pretrained}"]
+    options = data_options(data_root, variant.validates) + [f"model.backbone.init_cfg.checkpoint={pretrained}"]
     if iters:
         # The schedules (PolyLR, weight-decay cosine) end with training, as in the configs.
         options += [f"train_cfg.max_iters={iters}", f"default_hooks.checkpoint.interval={iters}",
@@ -127,9 +133,11 @@ def observations(results: dict[str, dict]) -> list[str]:
 
 
 def run_demo(work_dir: str | Path, data_root: str | Path, pretrained: str | Path, all_variants: bool = False,
-             iters: int | None = None, pretrain_steps: int = 300, num_train: int = 400, num_val: int = 100) -> Path:
+             iters: int | None = None, pretrain_steps: int = 300, num_train: int = 400, num_val: int = 100,
+             variants: list[str] | None = None) -> Path:
     """Generate the scenes, pretrain the demo ViT (both cached), train and test SoMA (with ``all_variants`` also
-    the frozen, full fine-tuning, LoRA and PiSSA baselines); prints the progress and the summary table.
+    the frozen, full fine-tuning, LoRA and PiSSA baselines; ``variants`` names others); prints the progress and
+    the summary table.
 
     Args:
         work_dir: one folder per variant goes here, with ``summary.md`` and ``predictions.png``.
@@ -148,7 +156,10 @@ def run_demo(work_dir: str | Path, data_root: str | Path, pretrained: str | Path
     stamp = time.perf_counter()
     pretrain(pretrained, steps=pretrain_steps)
     print(f"[demo] pretrained ViT ready: {pretrained} ({time.perf_counter() - stamp:.0f} s)", flush=True)
-    names = list(VARIANTS) if all_variants else ["soma"]
+    names = list(COMPARED) if all_variants else list(variants or ["soma"])
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown demo variant(s) {unknown}: choose from {sorted(VARIANTS)}")
     results, fractions = {}, {}
     for name in names:
         stamp = time.perf_counter()
@@ -158,10 +169,11 @@ def run_demo(work_dir: str | Path, data_root: str | Path, pretrained: str | Path
               f"(logs in {work_root / name})", flush=True)
     table = results_table(results, fractions)
     notes = observations(results)
-    figure = save_predictions(str(REPO / VARIANTS["soma"].config), work_root / "soma", data_root,
+    shown = "soma" if "soma" in names else names[0]
+    figure = save_predictions(str(REPO / VARIANTS[shown].config), work_root / shown, data_root,
                               work_root / "predictions.png")
     elapsed = time.perf_counter() - start
-    iterations = iters or config_iterations(VARIANTS["soma"].config)
+    iterations = iters or config_iterations(VARIANTS[shown].config)
     summary = "\n".join([f"mIoU (%) on the demo scenes, trained on the source style ({iterations} iterations); "
                          "per-class IoU is in each variant's test log.", "", table, "",
                          *[f"- {line}" for line in notes], "", f"Predictions: {figure}",

@@ -10,6 +10,7 @@ cached for this torch (it is built from the wheelhouse's source, about 9 min on 
 import hashlib
 import importlib.metadata
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -88,3 +89,66 @@ def test_offline_install_from_the_wheelhouse_with_the_machines_torch(tmp_path):
     assert files["torch"].startswith(str(system))  # the machine's torch was kept
     for name in ("mmseg", "mmdet", "timm", "mmengine"):  # the rest came from the wheelhouse
         assert files[name].startswith(str(venv)), files
+
+
+def python_312() -> Path | None:
+    """A Python 3.12 interpreter (the lent GPU machine's version), on PATH or under pyenv."""
+    candidates = [Path(p) for p in [shutil.which("python3.12")] if p]
+    candidates += sorted(Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")).glob("versions/3.12.*/bin/python"))
+    for candidate in candidates:
+        if subprocess.run([str(candidate), "-c", "pass"], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.slow
+def test_gpu_machine_rehearsal_installs_the_prebuilt_mmcv_and_the_dry_run_passes(tmp_path):
+    """The lent GPU machine played on this one: Python 3.12 with torch 2.11.0 (and numpy, scipy, pillow, matplotlib,
+    opencv-python-headless) as the machine's own packages, the --profile gpu-check wheelhouse (its mmcv wheel built
+    here with CPU ops: the CUDA build takes about an hour on 2 cores), no index. Set-up must install the prebuilt
+    wheel without compiling, and the GPU check's --cpu-dry-run steps must pass in that environment."""
+    python = python_312()
+    if python is None:
+        pytest.skip("needs a Python 3.12 interpreter (python3.12 or pyenv)")
+    inputs = b"".join((REPO / name).read_bytes() for name in (
+        "requirements.txt", "tools/make_wheelhouse.sh", "tools/build_mmcv_wheel.sh"))
+    wheelhouse = CACHE / "test-wheelhouse" / f"gpu-check-cpu-{hashlib.sha256(inputs).hexdigest()[:12]}"
+    if not (wheelhouse / "WHEELHOUSE.txt").exists():
+        partial = wheelhouse.with_name(wheelhouse.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        made = subprocess.run(["bash", "tools/make_wheelhouse.sh", str(partial), "--profile", "gpu-check",
+                               "--mmcv", "cpu"], cwd=REPO, capture_output=True, text=True,
+                              env=dict(os.environ, SOMA_CACHE_DIR=str(CACHE)))
+        assert made.returncode == 0, made.stdout[-3000:] + made.stderr[-3000:]
+        partial.rename(wheelhouse)
+    left_out = ("numpy", "scipy", "opencv_python", "matplotlib", "fonttools", "peft", "transformers")
+    assert not [wheel.name for wheel in wheelhouse.glob("*.whl") if wheel.name.split("-")[0].lower() in left_out]
+    assert list(wheelhouse.glob("mmcv/mmcv-2.1.0-torch2.11.0-cp312-cpu/mmcv-2.1.0-cp312-*.whl"))
+    build_env = CACHE / "build-envs/cp312-torch2.11.0"  # torch 2.11.0 from the index, made by make_wheelhouse
+    machine = tmp_path / "machine"
+    subprocess.run([str(python), "-m", "venv", str(machine)], check=True)
+    site = subprocess.run([str(machine / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    torch_site = subprocess.run([str(build_env / "bin/python"), "-c",
+                                 "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "machine-torch.pth").write_text(torch_site + "\n")
+    # What the lent machine has besides torch (from the index here; the machine has them preinstalled).
+    subprocess.run([str(machine / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "torchvision==0.26.0"],
+                   check=True)
+    subprocess.run([str(machine / "bin/python"), "-m", "pip", "install", "-q", "scipy", "pillow", "matplotlib",
+                    "opencv-python-headless"], check=True)
+    venv = tmp_path / "venv"
+    setup = subprocess.run(["bash", "tools/setup.sh", "--system-torch", "--no-hf", "--no-build", "--wheelhouse",
+                            str(wheelhouse)], cwd=REPO, capture_output=True, text=True,
+                           env=dict(os.environ, PYTHON=str(machine / "bin/python"), SOMA_VENV=str(venv),
+                                    SOMA_CACHE_DIR=str(tmp_path / "empty-cache"),
+                                    PIP_INDEX_URL="http://127.0.0.1:9/nowhere"))
+    assert setup.returncode == 0, setup.stdout[-3000:] + setup.stderr[-3000:]
+    assert "prebuilt mmcv wheel from the wheelhouse" in setup.stdout and "building mmcv" not in setup.stdout
+    assert "the installed opencv-python-headless stands in for it" in setup.stdout
+    out = tmp_path / "check"
+    check = subprocess.run(["bash", "tools/gpu_check.sh", str(out), "--cpu-dry-run"], cwd=REPO, capture_output=True,
+                           text=True, env=dict(os.environ, PYTHON=str(venv / "bin/python")))
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:] + (out / "report.md").read_text()
+    assert "torch 2.11.0" in (out / "train_step.log").read_text()

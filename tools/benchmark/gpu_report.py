@@ -1,8 +1,10 @@
-"""The markdown report of tools/gpu_check.sh: OUT_DIR/report.md from the files its steps left in OUT_DIR.
+"""The report of tools/gpu_check.sh: OUT_DIR/report.md and report.json from the files its steps left in OUT_DIR.
 
-    python tools/benchmark/gpu_report.py OUT_DIR [--dry-run]
+    python tools/benchmark/gpu_report.py OUT_DIR [--dry-run] [--compare-with CPU_OUT_DIR] [--wheelhouse DIR]
 
-Reads ``steps.tsv`` (each step's status and seconds), ``pytest.xml``, ``train_step.json`` and ``svd_init.json``;
+Reads ``steps.tsv`` (each step's status and seconds), ``pytest.xml``, ``train_step.json`` (and
+``train_step_cuda_ops.json`` when the CUDA ops were built during the check), ``svd_init.json`` and the demo
+run's ``demo/soma_ema/metrics.json`` (next to the same file of ``--compare-with``, e.g. the CPU dry run);
 whatever is missing is reported as missing. The goals are checked against the measured ratios.
 """
 from __future__ import annotations
@@ -127,28 +129,116 @@ def svd_section(out: Path) -> list[str]:
     if not path.exists():
         return ["svd_init.json is missing (the benchmark did not run or was cut)."]
     results = json.loads(path.read_text())
-    seconds = results["seconds"]
-    baseline = seconds["naive float64 svd loop (svd_method='svd')"]
-    return [f"{results['device']} ({results['where']}), {results['shape']}, {results['decompositions']} matrices", "",
-            *table(["method", "seconds", "x float64 svd loop"],
-                   [[name, f"{value:.2f}", f"{value / baseline:.2f}"] for name, value in seconds.items()])]
+    lines = ["Accuracy: the largest relative error of the r minor singular values (first 8 matrices) against a "
+             "float64 SVD; peak: memory allocated on the GPU beyond the model's weights.", ""]
+    for result in results["results"]:
+        rows = result["methods"]
+        baseline = rows["naive float64 svd loop (svd_method='svd')"]["seconds"]
+        lines += [f"**{result['arch']}** on {results['device']} ({results['where']}): {result['shape']}, "
+                  f"{result['decompositions']} matrices", ""]
+        lines += table(["method", "seconds", "x float64 svd loop", "rel. error", "peak MiB"],
+                       [[name, f"{row['seconds']:.2f}", f"{row['seconds'] / baseline:.2f}",
+                         f"{row['max_rel_error']:.1e}",
+                         "-" if row["peak_extra_mib"] is None else f"{row['peak_extra_mib']:.0f}"]
+                        for name, row in rows.items()])
+        lines.append("")
+    return lines
+
+
+DEMO_METRICS = Path("demo/soma_ema/metrics.json")
+
+
+def demo_section(out: Path, compare: Path | None) -> list[str]:
+    """Per-domain mIoU of the demo training run, next to the same run of another check (the CPU dry run)."""
+    runs = {"this run": out / DEMO_METRICS}
+    if compare is not None:
+        runs[f"{compare.name} (compared)"] = compare / DEMO_METRICS
+    found = {name: json.loads(path.read_text()) for name, path in runs.items() if path.exists()}
+    if "this run" not in found:
+        return [f"{DEMO_METRICS} is missing (the demo run did not run or was cut)."]
+    keys = [key for key in found["this run"] if key.endswith("/mIoU")]
+    lines = ["tools/demo/run.py --variants soma_ema: the demo's SoMA config (200 iterations), validation every 100, "
+             "EMA of the weights from iteration 100, adapters merged for validation and test, tools/test.sh.", ""]
+    lines += table(["run", *keys], [[name, *(f"{metrics.get(key, float('nan')):.1f}" for key in keys)]
+                                    for name, metrics in found.items()])
+    missing = [name for name in runs if name not in found]
+    if missing:
+        lines += ["", f"no demo metrics in: {', '.join(missing)}"]
+    return lines
+
+
+def cuda_ops_section(out: Path) -> list[str]:
+    """The train step measured again after the background build of mmcv's CUDA ops, if that happened."""
+    path = out / "train_step_cuda_ops.json"
+    if not path.exists():
+        return []
+    results = json.loads(path.read_text())
+    training = results["training"]
+    base = training[0]
+    return ["## Training step again with mmcv's CUDA ops (built during the check)", "",
+            f"deformable attention: {results.get('msda')}", "",
+            *table(["method", "step s", "x full", "peak MiB", "x full"],
+                   [[r["method"], f"{r['step_s']:.3f}", f"{r['step_s'] / base['step_s']:.2f}",
+                     f"{r['peak_mib']:.0f}", f"{r['peak_mib'] / base['peak_mib']:.2f}"] for r in training]), ""]
+
+
+def msda_path() -> str:
+    """Which deformable-attention implementation this environment runs (as the steps' processes did)."""
+    try:
+        import torch
+
+        from soma.utils.mmcv_ops import mmcv_has_cuda_ops, msda_uses_pytorch
+    except ImportError as exc:
+        return f"unknown ({exc})"
+    if not torch.cuda.is_available():
+        return "pure PyTorch (CPU)"
+    if msda_uses_pytorch() or not mmcv_has_cuda_ops():
+        return "pure PyTorch on the GPU (SOMA_MSDA_PYTORCH=1: mmcv without CUDA ops)"
+    return "mmcv's CUDA kernel"
+
+
+def wheelhouse_line(wheelhouse: Path | None) -> str:
+    if wheelhouse is None or not wheelhouse.is_dir():
+        return "wheelhouse: none given"
+    size = sum(f.stat().st_size for f in wheelhouse.rglob("*") if f.is_file())
+    builds = sorted(p.parent.name for p in wheelhouse.glob("mmcv/*/BUILD.txt"))
+    return f"wheelhouse: {wheelhouse.name}, {size / 1e6:.1f} MB, prebuilt mmcv: {', '.join(builds) or 'none'}"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--dry-run", action="store_true", help="the steps ran on the CPU at tiny sizes")
+    parser.add_argument("--compare-with", type=Path, help="another check's OUT_DIR (the CPU dry run) for the demo")
+    parser.add_argument("--wheelhouse", type=Path, help="the wheelhouse the set-up used (its size is reported)")
     args = parser.parse_args(argv)
     out = args.out_dir
     train_lines, ratios, msda = train_step_section(out)
     title = "# GPU check (tools/gpu_check.sh)" + (": CPU dry run" if args.dry_run else "")
-    lines = [title, "", f"host: {platform.node()}, python {platform.python_version()}", "",
+    path = msda_path()
+    lines = [title, "", f"host: {platform.node()}, python {platform.python_version()}",
+             f"deformable attention in every step below: {path}", wheelhouse_line(args.wheelhouse), "",
              "## Steps", "", *steps_section(out), "",
              "## Goals", "", *goals_section(ratios, args.dry_run, msda), "",
              "## GPU tests (pytest -m gpu tests/test_gpu)", "", *tests_section(out), "",
              "## Training step and inference (tools/benchmark/train_step.py)", "", *train_lines, "",
-             "## SVD initialisation (tools/benchmark/svd_init.py)", "", *svd_section(out), ""]
+             *cuda_ops_section(out),
+             "## SVD initialisation (tools/benchmark/svd_init.py)", "", *svd_section(out), "",
+             "## A real training run on the demo scenes (tools/train.py + tools/test.sh)", "",
+             *demo_section(out, args.compare_with), ""]
     (out / "report.md").write_text("\n".join(lines))
+    summary = dict(host=platform.node(), dry_run=args.dry_run, msda=path, goals=ratios,
+                   wheelhouse=wheelhouse_line(args.wheelhouse))
+    for name in ("train_step", "train_step_cuda_ops", "svd_init"):
+        if (out / f"{name}.json").exists():
+            summary[name] = json.loads((out / f"{name}.json").read_text())
+    for name, folder in (("demo", out), ("demo_compared", args.compare_with)):
+        if folder is not None and (folder / DEMO_METRICS).exists():
+            summary[name] = json.loads((folder / DEMO_METRICS).read_text())
+    if (out / "steps.tsv").exists():
+        with (out / "steps.tsv").open() as handle:
+            summary["steps"] = list(csv.DictReader(handle, delimiter="\t"))
+    (out / "report.json").write_text(json.dumps(summary, indent=2))
     print("\n".join(lines))
 
 

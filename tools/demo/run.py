@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from soma.demo.run import REPO, run_demo
+from soma.demo.run import REPO, VARIANTS, run_demo
 
 
 def repo_path(path: str) -> Path:
@@ -27,6 +27,8 @@ def repo_path(path: str) -> Path:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--all", action="store_true", help="also train the frozen, full FT, LoRA, PiSSA baselines")
+    parser.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), metavar="NAME",
+                        help=f"train these instead (choices: {', '.join(sorted(VARIANTS))}; default: soma)")
     # Relative paths are taken from the repository root, so the demo runs the same from any folder.
     parser.add_argument("--work-dir", type=repo_path, default="work_dirs/demo")
     parser.add_argument("--data-root", type=repo_path, default="data/demo",
@@ -42,8 +44,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.all and args.variants:
+        raise SystemExit("choose either --all or --variants")
     run_demo(args.work_dir, args.data_root, args.pretrained, all_variants=args.all, iters=args.iters,
-             pretrain_steps=args.pretrain_steps, num_train=args.num_train, num_val=args.num_val)
+             pretrain_steps=args.pretrain_steps, num_train=args.num_train, num_val=args.num_val,
+             variants=args.variants)
     return 0
 
 
