@@ -167,11 +167,20 @@ fi
 seconds=$(( $(date +%s) - build_start ))
 built=$(ls "$work"/dist/mmcv-*.whl)
 
-# Check the wheel before it is published: its extension loads next to this torch and reports its CUDA.
-"${PIP[@]}" install --no-deps --force-reinstall "$built"
-compiled=$("$PY" -c 'from mmcv.ops import get_compiling_cuda_version; print(get_compiling_cuda_version())') ||
-  die "the built wheel does not import (mmcv.ops) next to torch $torch_full"
-"${PIP[@]}" uninstall -y mmcv
+# Check the wheel before it is published: its compiled extension loads next to this torch and reports its CUDA
+# (loaded on its own: importing the mmcv package needs OpenCV, which the build environment does not have).
+mkdir "$work/check"
+(cd "$work/check" && "$PY" -m zipfile -e "$built" .)
+compiled=$("$PY" - "$work/check" <<'PY'
+import glob, importlib.util, sys
+import torch  # noqa: F401  (the extension links against torch's libraries)
+path, = glob.glob(f"{sys.argv[1]}/mmcv/_ext*.so")
+spec = importlib.util.spec_from_file_location("mmcv._ext", path)
+extension = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(extension)
+print(extension.get_compiling_cuda_version())
+PY
+) || die "the built wheel's extension (mmcv/_ext) does not load next to torch $torch_full"
 if [[ "$CPU" == 1 ]]; then
   [[ "$compiled" == "not available" ]] || die "a CPU build reports CUDA $compiled"
 else

@@ -157,8 +157,11 @@ if [[ "$SYSTEM_TORCH" == 1 ]]; then
   fi
   venv_site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
-    # PYTHON is itself a virtualenv, whose packages --system-site-packages does not reach.
-    echo "$torch_site" >"$venv_site/soma-system-torch.pth"
+    # PYTHON is itself a virtualenv, whose packages --system-site-packages does not reach: all of its package
+    # folders (its own and those its .pth files add: torch's, OpenCV's, ...) go into a .pth file.
+    "$PYTHON" -c 'import sys; print("\n".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))' \
+      >"$venv_site/soma-system-torch.pth"
+    grep -qxF "$torch_site" "$venv_site/soma-system-torch.pth" || echo "$torch_site" >>"$venv_site/soma-system-torch.pth"
   fi
   seen=$("$VENV/bin/python" -c 'import torch; print(torch.__version__)' 2>/dev/null || true)
   [[ "$seen" == "$torch_full" ]] ||

@@ -127,11 +127,9 @@ def test_gpu_machine_rehearsal_installs_the_prebuilt_mmcv_and_the_dry_run_passes
     build_env = CACHE / "build-envs/cp312-torch2.11.0"  # torch 2.11.0 from the index, made by make_wheelhouse
     machine = tmp_path / "machine"
     subprocess.run([str(python), "-m", "venv", str(machine)], check=True)
-    site = subprocess.run([str(machine / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    torch_site = subprocess.run([str(build_env / "bin/python"), "-c",
-                                 "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                capture_output=True, text=True, check=True).stdout.strip()
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site, torch_site = (subprocess.run([str(env / "bin/python"), "-c", purelib], capture_output=True, text=True,
+                                       check=True).stdout.strip() for env in (machine, build_env))
     Path(site, "machine-torch.pth").write_text(torch_site + "\n")
     # What the lent machine has besides torch (from the index here; the machine has them preinstalled).
     subprocess.run([str(machine / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "torchvision==0.26.0"],

@@ -215,7 +215,10 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out_dir
     train_lines, ratios, msda = train_step_section(out)
     title = "# GPU check (tools/gpu_check.sh)" + (": CPU dry run" if args.dry_run else "")
-    path = msda_path()
+    # As the steps ran (train_step.json records it), so that the report can be remade on another machine.
+    recorded = out / "train_step.json"
+    path = json.loads(recorded.read_text()).get("msda") if recorded.exists() else None
+    path = path or msda_path()
     lines = [title, "", f"host: {platform.node()}, python {platform.python_version()}",
              f"deformable attention in every step below: {path}", wheelhouse_line(args.wheelhouse), "",
              "## Steps", "", *steps_section(out), "",

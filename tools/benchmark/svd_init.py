@@ -95,11 +95,11 @@ def benchmark(arch: str, device: str, repeats: int) -> dict:
                 torch.cuda.synchronize()
                 torch.cuda.reset_peak_memory_stats()
                 before = torch.cuda.memory_allocated()
-            best = min(best, timed(lambda: apply_soma(model, config(method)), device))
+            best = min(best, timed(lambda m=model: apply_soma(m, config(method)), device))
             if device == "cuda":
                 peak = (torch.cuda.max_memory_allocated() - before) / 2**20
             assert soma_layers(model)
-            del model
+            model = None  # free it before the next repeat
         return best, peak
 
     parts = target_matrices(base, config("svd"))
