@@ -94,9 +94,12 @@ def test_missing_cuda_op_error_names_the_op_and_the_fix():
 
 
 def test_reports_whether_the_compiled_extension_holds_cuda_kernels():
-    """Told against the extension binary itself: mmcv's CUDA kernel launchers (``ms_deform_attn_cuda_forward``, in
-    mmcv/ops/csrc/pytorch/cuda/ only) are compiled in exactly when mmcv was built with its CUDA ops."""
+    """Told against the extension binary itself: a build with CUDA ops links torch's CUDA (or ROCm) runtime
+    library and holds mmcv's CUDA kernel launchers (``ms_deform_attn_cuda_forward``, in mmcv/ops/csrc/pytorch/cuda/
+    only); a CPU build has neither."""
     import mmcv._ext
 
-    has_cuda_kernels = b"ms_deform_attn_cuda_forward" in Path(mmcv._ext.__file__).read_bytes()
+    binary = Path(mmcv._ext.__file__).read_bytes()
+    has_cuda_kernels = any(marker in binary for marker in (b"libc10_cuda.so", b"libc10_hip.so",
+                                                           b"ms_deform_attn_cuda_forward"))
     assert mmcv_ops.mmcv_has_cuda_ops() is has_cuda_kernels
