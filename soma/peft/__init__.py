@@ -15,13 +15,14 @@ Example::
                                  start_block=8))
     print(trainable_parameters(model))
 """
-from .base import AdapterLayer, AdapterModule, adapter_tensor_names, register_adapter_layer_view
+from .base import AdapterLayer, AdapterModule, OptionChange, adapter_tensor_names, register_adapter_layer_view
 from .config import LowRankConfig, SoMAConfig
 from .decompose import svd_components
 from .layer import LowRankLinear, SoMALinear, apply_soma, initialize_soma, soma_layers
-from .model import (TrainableSummary, adapter_key_layer, adapter_layers, adapter_modules, inject_adapter_layers,
-                    is_adapter_key, mark_only_adapters_trainable, merge_adapters, merge_soma, trainable_parameters,
-                    unload_adapters, unload_soma, unmerge_adapters, unmerge_soma)
+from .model import (TrainableSummary, adapter_key_layer, adapter_keys, adapter_layers, adapter_modules,
+                    inject_adapter_layers, is_adapter_key, mark_only_adapters_trainable, merge_adapters, merge_soma,
+                    method_trained_tensors, state_adapter_keys, trainable_parameters, unload_adapters, unload_soma,
+                    unmerge_adapters, unmerge_soma)
 from .registry import PEFT_METHODS, PeftMethod, build_peft_config, peft_method, register_peft_method
 from .rein import ReinConfig, Reins, apply_rein, initialize_rein, rein_modules
 from .state import adapter_state_dict, load_adapter_state_dict, load_soma_state_dict, soma_state_dict
@@ -51,7 +52,8 @@ __all__ = [
     "AdapterLayer", "AdapterModule", "LowRankConfig", "LowRankLinear", "register_adapter_layer_view",
     "adapter_layers", "adapter_modules", "merge_adapters", "unmerge_adapters", "unload_adapters",
     "mark_only_adapters_trainable", "inject_adapter_layers", "adapter_state_dict", "load_adapter_state_dict",
-    "is_adapter_key", "adapter_key_layer", "adapter_tensor_names",
+    "is_adapter_key", "adapter_key_layer", "adapter_tensor_names", "adapter_keys", "state_adapter_keys",
+    "method_trained_tensors", "OptionChange",
     # the other methods
     "DoRAConfig", "DoRALinear", "apply_dora", "initialize_dora",
     "HFPeftConfig", "HFTunerLayer", "apply_hf_peft", "initialize_hf_peft",

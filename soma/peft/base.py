@@ -13,14 +13,15 @@ reads and drives the foreign layer without being part of the model (:func:`regis
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
-__all__ = ["AdapterLayer", "AdapterModule", "register_adapter_layer_view", "as_adapter_layer",
-           "adapter_tensor_names"]
+__all__ = ["AdapterLayer", "AdapterModule", "OptionChange", "register_adapter_layer_view", "as_adapter_layer",
+           "adapter_tensor_names", "layer_tensor_names", "module_tensor_names"]
 
 
 class AdapterLayer(nn.Module):
@@ -94,11 +95,29 @@ class AdapterLayer(nn.Module):
         return self.base_layer
 
 
+@dataclass(frozen=True)
+class OptionChange:
+    """A method option whose value explains why saved adapter tensors do not fit a model.
+
+    Attributes:
+        options: the option's name(s) in the method's config (``("num_tokens",)``; two when the shapes cannot tell
+            them apart: ``("start_block", "end_block")``).
+        saved: the value the saved tensors were made with (or a description, e.g. ``"4 blocks"``).
+        current: the value of the model's own config (or a description).
+    """
+
+    options: tuple[str, ...]
+    saved: Any
+    current: Any
+
+
 class AdapterModule(nn.Module):
     """A trainable module an adapter method adds to the model; it has no base weight to merge into."""
 
     method_name: ClassVar[str] = "adapter"
-    # Parameter names that mark a checkpoint key as this module's (see AdapterLayer.adapter_tensor_names).
+    # Names of parameters held directly by the module that mark a checkpoint's module as this class's when no model
+    # is at hand: a key ``<module>.<name>`` ending in one of them claims every key under ``<module>.`` (see
+    # soma.peft.model.state_adapter_keys).
     adapter_tensor_names: ClassVar[tuple[str, ...]] = ()
 
     def trained_tensors(self) -> dict[str, torch.Tensor]:
@@ -108,6 +127,11 @@ class AdapterModule(nn.Module):
     def layer_info(self) -> dict[str, Any]:
         """Parameter shapes, checked when an adapter file is loaded."""
         return {name: list(param.shape) for name, param in self.named_parameters()}
+
+    def option_changes(self, saved_shapes: Mapping[str, Sequence[int]]) -> list[OptionChange]:
+        """The options of this module's config that would explain ``saved_shapes`` (the shapes of a saved module's
+        tensors, by name relative to the module) differing from this module's own; empty if none can be told."""
+        return []
 
 
 # A view: (is_foreign_layer(module), make_view(module) -> AdapterLayer, adapter tensor names()).
@@ -144,13 +168,23 @@ def _subclasses(cls: type) -> list[type]:
     return found
 
 
-def adapter_tensor_names() -> frozenset[str]:
-    """The adapter tensor names of every known adapter class (imported subclasses and registered views)."""
-    names = {name for cls in _subclasses(AdapterLayer) + _subclasses(AdapterModule)
-             for name in cls.adapter_tensor_names}
+def layer_tensor_names() -> frozenset[str]:
+    """The adapter tensor names of every known adapter layer class (imported subclasses and registered views)."""
+    names = {name for cls in _subclasses(AdapterLayer) for name in cls.adapter_tensor_names}
     for _, _, tensor_names in _LAYER_VIEWS:
         names.update(tensor_names())
     return frozenset(names)
+
+
+def module_tensor_names() -> frozenset[str]:
+    """The parameter names that mark an adapter module of a known class (imported subclasses)."""
+    return frozenset(name for cls in _subclasses(AdapterModule) for name in cls.adapter_tensor_names)
+
+
+def adapter_tensor_names() -> frozenset[str]:
+    """The adapter tensor names of every known adapter class: :func:`layer_tensor_names` and
+    :func:`module_tensor_names`."""
+    return layer_tensor_names() | module_tensor_names()
 
 
 class BlockRefiner(AdapterModule):

@@ -109,6 +109,18 @@ class HFPeftConfig(MethodConfig):
             options.update(layers_to_transform=list(range(self.start_block, end)), layers_pattern=self.layers_pattern)
         return config_class(**options)
 
+    @property
+    def bias(self) -> str:
+        """peft's ``bias`` option: ``"none"`` (its default), ``"all"`` or ``"<method>_only"`` (e.g. ``"lora_only"``)."""
+        return self.config.get("bias", "none")
+
+    def trained_base_tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """With ``bias="all"``, every bias of ``model``, as peft trains them (``tuners_utils``'
+        ``_mark_only_adapters_as_trainable``: parameters named ``bias``); none otherwise."""
+        if self.bias != "all":
+            return {}
+        return {name: param for name, param in model.named_parameters() if name == "bias" or name.endswith(".bias")}
+
 
 # ---------------------------------------------------------------------------------------------- the view
 def _is_tuner_layer(module: nn.Module) -> bool:
@@ -133,7 +145,9 @@ class HFTunerLayer(AdapterLayer):
 
     ``delta_weight`` is peft's ``get_delta_weight`` summed over the active adapters (tuners without it, such as
     IA³, raise ``NotImplementedError``); the trained tensors are the layer's ``adapter_layer_names`` entries of the
-    active adapters plus any trainable base-layer tensor (peft's ``bias="all"``/``"lora_only"``).
+    active adapters plus the base layer's bias where the peft config's ``bias`` option trains it (``"all"``,
+    ``"lora_only"``), decided from the config as peft does, not from the current ``requires_grad`` flags. Only for
+    layers peft injected outside :func:`apply_hf_peft` (no config known) are the flags read.
     """
 
     method_name = "HFPeft"
@@ -184,9 +198,12 @@ class HFTunerLayer(AdapterLayer):
                     tensors[f"{attribute}.{adapter}"] = part
                 else:
                     tensors.update({f"{attribute}.{adapter}.{n}": p for n, p in part.named_parameters()})
-        for name, param in self.layer.base_layer.named_parameters():
-            if param.requires_grad:
-                tensors[f"base_layer.{name}"] = param
+        origin = getattr(self.layer, _ORIGIN_ATTR, None)
+        if origin is None:  # injected by peft itself: its flags are peft's decision
+            tensors.update({f"base_layer.{name}": param for name, param in self.layer.base_layer.named_parameters()
+                            if param.requires_grad})
+        elif getattr(origin[0], "bias", "none") != "none" and getattr(self.layer.base_layer, "bias", None) is not None:
+            tensors["base_layer.bias"] = self.layer.base_layer.bias
         return tensors
 
     def layer_info(self) -> dict[str, Any]:

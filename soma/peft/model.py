@@ -7,14 +7,14 @@ parameter names. Nothing here names a method: SoMA, DoRA and HF peft layers are 
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .base import AdapterLayer, AdapterModule, adapter_tensor_names, as_adapter_layer
+from .base import AdapterLayer, AdapterModule, as_adapter_layer, layer_tensor_names, module_tensor_names
 
 # The attribute under which a method's apply() records its config on the model (read by adapter_state_dict()).
 CONFIG_ATTR = "adapter_config"
@@ -36,23 +36,64 @@ def adapter_modules(model: nn.Module) -> dict[str, AdapterModule]:
     return {name: module for name, module in model.named_modules() if isinstance(module, AdapterModule)}
 
 
-def adapter_key_layer(key: str) -> str | None:
-    """The module an adapter tensor's state-dict key belongs to, or ``None`` if ``key`` is no adapter tensor.
+def adapter_keys(model: nn.Module) -> dict[str, str]:
+    """The state-dict keys of ``model``'s adapter tensors, each mapped to its adapter layer or module's name.
 
-    ``"backbone.vit.blocks.8.attn.qkv.lora_A"`` → ``"backbone.vit.blocks.8.attn.qkv"``; HF peft keys
-    (``"...qkv.lora_A.default.weight"``) likewise. Reads the key only (no model needed), from the adapter tensor
-    names of the known adapter classes (:func:`soma.peft.base.adapter_tensor_names`).
+    Found by visiting the adapters (:func:`adapter_layers`, :func:`adapter_modules`), never by matching names: a
+    layer's keys outside its base layer and every key of an adapter module. A head's ``tokens`` is therefore no
+    adapter key, and every tensor of Rein's module is one.
     """
-    names = adapter_tensor_names()
+    owners = {name: f"{name}.{layer.base_layer_name}." for name, layer in adapter_layers(model).items() if name}
+    owners.update({name: None for name in adapter_modules(model) if name})
+    found = {}
+    for key in model.state_dict(keep_vars=True):
+        for name, base_prefix in owners.items():
+            if key.startswith(name + ".") and not (base_prefix and key.startswith(base_prefix)):
+                found[key] = name
+                break
+    return found
+
+
+def _layer_of_key(key: str, names: frozenset[str]) -> str | None:
+    # An adapter layer's tensor is `<layer>.<name>`, or `<layer>.<name>.<adapter>[.<param>]` in HF peft layers.
     parts = key.split(".")
-    for index in range(len(parts) - 1, 0, -1):
+    for index in range(len(parts) - 1, max(len(parts) - 4, 0), -1):
         if parts[index] in names:
             return ".".join(parts[:index])
     return None
 
 
+def state_adapter_keys(keys: Iterable[str]) -> dict[str, str]:
+    """The adapter keys among a state dict's ``keys``, each mapped to its adapter layer or module (no model needed).
+
+    For a file without its model. A key is an adapted layer's tensor if it ends in an adapter layer class's tensor
+    name (``"...qkv.lora_A"``, HF peft's ``"...qkv.lora_A.default.weight"``); a module ``<m>`` is an adapter module
+    if some key ``<m>.<name>`` ends in a parameter name an adapter module class declares (Rein's ``token_a``), and
+    then every key under ``<m>.`` is its (``"...rein.token_mlp.weight"``). With a model at hand,
+    :func:`adapter_keys` is exact.
+    """
+    keys = list(keys)
+    layer_names, module_names = layer_tensor_names(), module_tensor_names()
+    modules = {key.rpartition(".")[0] for key in keys if "." in key and key.rpartition(".")[2] in module_names}
+    found = {}
+    for key in keys:
+        owner = next((m for m in modules if key.startswith(m + ".")), None) or _layer_of_key(key, layer_names)
+        if owner is not None:
+            found[key] = owner
+    return found
+
+
+def adapter_key_layer(key: str) -> str | None:
+    """The adapter layer or module a single state-dict key belongs to, or ``None`` (see :func:`state_adapter_keys`).
+
+    ``"backbone.vit.blocks.8.attn.qkv.lora_A"`` → ``"backbone.vit.blocks.8.attn.qkv"``. One key alone only shows
+    the tensors that name their module (an adapter module's other tensors need the whole key set).
+    """
+    return state_adapter_keys([key]).get(key)
+
+
 def is_adapter_key(key: str) -> bool:
-    """Whether a state-dict key holds an adapter tensor (not a base weight); see :func:`adapter_key_layer`."""
+    """Whether a single state-dict key holds an adapter tensor (not a base weight); see :func:`adapter_key_layer`."""
     return adapter_key_layer(key) is not None
 
 
@@ -129,15 +170,31 @@ def inject_adapter_layers(model: nn.Module, config: Any,
     return model
 
 
+def method_trained_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Tensors outside the adapter layers and modules that the applied method trains, by state-dict key.
+
+    Asked of the config recorded on ``model`` (:meth:`soma.peft.registry.MethodConfig.trained_base_tensors`), e.g.
+    every bias of the model for HF peft's ``bias="all"``; tensors an adapter layer or module trains already are
+    left out.
+    """
+    config = getattr(model, CONFIG_ATTR, None)
+    select = getattr(config, "trained_base_tensors", None)
+    if select is None:
+        return {}
+    owned = {id(t) for layer in adapter_layers(model).values() for t in layer.trained_tensors().values()}
+    owned |= {id(t) for module in adapter_modules(model).values() for t in module.trained_tensors().values()}
+    return {key: tensor for key, tensor in select(model).items() if id(tensor) not in owned}
+
+
 def mark_only_adapters_trainable(model: nn.Module) -> nn.Module:
-    """Freeze ``model`` except the adapter layers' trained tensors and the adapter modules' parameters."""
+    """Freeze ``model`` except the adapter layers' trained tensors, the adapter modules' parameters and the other
+    tensors the method's config trains (:func:`method_trained_tensors`)."""
+    trained = [t for layer in adapter_layers(model).values() for t in layer.trained_tensors().values()]
+    trained += [t for module in adapter_modules(model).values() for t in module.trained_tensors().values()]
+    trained += list(method_trained_tensors(model).values())
     model.requires_grad_(False)
-    for layer in adapter_layers(model).values():
-        for tensor in layer.trained_tensors().values():
-            tensor.requires_grad_(True)
-    for module in adapter_modules(model).values():
-        for tensor in module.trained_tensors().values():
-            tensor.requires_grad_(True)
+    for tensor in trained:  # chosen before freezing: a method may decide by the current flags (foreign layers)
+        tensor.requires_grad_(True)
     return model
 
 
@@ -189,7 +246,8 @@ class TrainableSummary:
 
     Attributes:
         adapter: trainable adapter tensors of the adapter layers and parameters of the adapter modules.
-        bias: trainable tensors of the adapted layers' base layers (their biases).
+        bias: trainable tensors of the adapted layers' base layers (their biases), and the other base-model
+            tensors the method trains (HF peft's ``bias="all"``: every bias).
         other_trainable: any other trainable parameter (e.g. a head the caller left trainable).
         trainable: the sum of the three.
         total: all parameters of the model (shared parameters counted once).
@@ -221,6 +279,7 @@ def trainable_parameters(model: nn.Module) -> TrainableSummary:
         for name, tensor in layer.trained_tensors().items():
             (bias_ids if name.startswith(layer.base_layer_name + ".") else adapter_ids).add(id(tensor))
     adapter_ids |= {id(p) for module in adapter_modules(model).values() for p in module.parameters()}
+    bias_ids |= {id(tensor) for tensor in method_trained_tensors(model).values()}
     counts = {"adapter": 0, "bias": 0, "other_trainable": 0}
     total = 0
     for param in model.parameters():  # yields shared parameters once

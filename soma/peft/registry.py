@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any, ClassVar
 
+import torch
 import torch.nn as nn
 
 __all__ = ["MethodConfig", "PeftMethod", "PEFT_METHODS", "register_peft_method", "peft_method", "build_peft_config"]
@@ -20,6 +21,13 @@ class MethodConfig:
 
     method_name: ClassVar[str] = "adapter"  # names the method in error messages
     options_hint: ClassVar[str] = ""  # appended to the unknown-option error
+
+    def trained_base_tensors(self, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Tensors of ``model`` outside its adapter layers and modules that this method trains, by state-dict key.
+
+        None by default; read by :func:`soma.peft.model.method_trained_tensors` (freezing, counting, adapter files).
+        """
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data copy (JSON-friendly: tuples become lists) for checkpoints and logs."""

@@ -38,15 +38,16 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
-from .base import BlockRefiner
+from .base import BlockRefiner, OptionChange
 from .config import _is_int
+from .model import CONFIG_ATTR, check_not_adapted
 from .registry import MethodConfig
 
 __all__ = ["ReinConfig", "Reins", "apply_rein", "initialize_rein", "rein_modules"]
@@ -212,6 +213,37 @@ class Reins(BlockRefiner):
         pooled = torch.stack([projected.amax(dim=0), projected.mean(dim=0), projected[-1]], dim=-1)
         return self.query_merge(pooled.flatten(-2))
 
+    # ------------------------------------------------------------------ AdapterModule
+    def option_changes(self, saved_shapes: Mapping[str, Sequence[int]]) -> list[OptionChange]:
+        """Rein's options that the saved tensor shapes were made with, where they differ from this module's.
+
+        Read off the shapes: ``token_a`` ``(L, m, r)`` or ``tokens`` ``(L, m, c)`` give the number of refined
+        blocks ``L`` (``start_block``/``end_block``, which the shapes cannot tell apart), ``num_tokens`` and
+        ``token_rank``; ``query_proj`` gives ``link_queries`` and ``query_dim``; ``scale`` gives ``identity_init``.
+        """
+        saved = {name: tuple(shape) for name, shape in saved_shapes.items()}
+        config, changes = self.config, []
+        link = "query_proj.weight" in saved
+        if link != config.link_queries:
+            changes.append(OptionChange(("link_queries",), link, config.link_queries))
+        elif link and saved["query_proj.weight"][0] != config.query_dim:
+            changes.append(OptionChange(("query_dim",), saved["query_proj.weight"][0], config.query_dim))
+        identity = "scale" not in saved
+        if identity != config.identity_init:
+            changes.append(OptionChange(("identity_init",), identity, config.identity_init))
+        tokens = saved.get("tokens", saved.get("token_a"))
+        if tokens is None or len(tokens) != 3:
+            return changes
+        rank = None if "tokens" in saved else tokens[2]
+        if rank != config.token_rank:
+            changes.append(OptionChange(("token_rank",), rank, config.token_rank))
+        if tokens[1] != config.num_tokens:
+            changes.append(OptionChange(("num_tokens",), tokens[1], config.num_tokens))
+        if tokens[0] != len(self._blocks):
+            changes.append(OptionChange(("start_block", "end_block"), f"{tokens[0]} refined blocks",
+                                        f"{len(self._blocks)} refined blocks ({self._blocks[0]}-{self._blocks[-1]})"))
+        return changes
+
     def extra_repr(self) -> str:
         return (f"blocks={self._blocks[0]}..{self._blocks[-1]}, num_tokens={self.config.num_tokens}, "
                 f"token_rank={self.config.token_rank}, link_queries={self.config.link_queries}")
@@ -243,10 +275,11 @@ def apply_rein(model: nn.Module, config: ReinConfig | dict, initialize: bool = T
             function is unchanged) for models whose weights are loaded first; call :func:`initialize_rein` then.
 
     Returns:
-        ``model`` itself.
+        ``model`` itself, with the config recorded as ``model.adapter_config`` (adapter files store it).
 
     Raises:
-        ValueError: Rein is already applied, the model is no ViT, or the block range does not fit the model.
+        ValueError: Rein or another adapter method is already applied, the model is no ViT, or the block range does
+            not fit the model.
     """
     if isinstance(config, dict):
         config = ReinConfig.from_dict(config)
@@ -254,6 +287,7 @@ def apply_rein(model: nn.Module, config: ReinConfig | dict, initialize: bool = T
         raise TypeError(f"`config` must be a ReinConfig or a dict, got {type(config).__name__}.")
     if rein_modules(model):
         raise ValueError("Rein is already applied to this model (it contains a Reins module).")
+    check_not_adapted(model)  # one method per model: its config is the one recorded
     blocks, embed_dim = getattr(model, "blocks", None), getattr(model, "embed_dim", None)
     if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or not _is_int(embed_dim):
         raise ValueError("Rein adapts a timm ViT: the model needs `blocks` (a sequence of blocks) and an int "
@@ -270,6 +304,7 @@ def apply_rein(model: nn.Module, config: ReinConfig | dict, initialize: bool = T
     reins = Reins(config, range(config.start_block, end), embed_dim, patch_size)
     reins.to(device=next(model.parameters()).device)  # a meta-device model gets meta-device tokens
     setattr(model, REIN_ATTR, reins)
+    setattr(model, CONFIG_ATTR, config)
     if initialize:
         reins.reset_parameters()
     return model

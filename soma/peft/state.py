@@ -12,40 +12,66 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Container
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from .base import AdapterLayer
-from .model import CONFIG_ATTR, adapter_layers, adapter_modules
+from .base import AdapterLayer, AdapterModule
+from .model import CONFIG_ATTR, adapter_layers, adapter_modules, method_trained_tensors
 from .registry import PEFT_METHODS
 
-# 3: any adapter method (layer types, adapter modules, the method's name); 2: SoMA only.
-FORMAT_VERSION = 3
-FINGERPRINT_RTOL = 1e-4
-_FINGERPRINT_PROBES = 4
+# 4: signed fingerprints that tell a sign flip or a fine-tuned base apart, and the method's other trained tensors
+# (HF peft's bias="all"); 3: any adapter method (layer types, adapter modules, the method's name); 2: SoMA only.
+FORMAT_VERSION = 4
+# Relative tolerance of the fingerprint for float32/float64 base weights: a float32 merge-unmerge round trip moves
+# the fingerprint by ~1e-7 at most, a change of the weights by 1e-5 of their norm (a sign flip: 2) is refused.
+FINGERPRINT_RTOL = 1e-6
+_FINGERPRINT_PROBES = 8
 
 
 @torch.no_grad()
 def weight_fingerprint(weight: torch.Tensor) -> torch.Tensor:
     """A float64 signature of a weight matrix (conv kernels are flattened to ``out × rest``).
 
-    The Frobenius norm and a few fixed-seed random projections ``aᵀ|W|b / (Σa Σb)`` with positive weights
-    ``a, b ∈ [0.5, 1.5)``. Positive weights average the independent rounding errors of a bf16/fp16 merge–unmerge
-    round trip away (relative change ~ε/√(out·in)), while signed random projections would move by ~ε itself;
-    different weight matrices still differ far above the 1e-4 tolerance.
+    The Frobenius norm and 8 signed random projections ``aₖᵀ W bₖ`` with fixed-seed Gaussian unit vectors ``aₖ``,
+    ``bₖ`` (drawn on the CPU, so every device computes the same signature). A change ``ΔW`` of the weights moves
+    the projections by about ``‖ΔW‖/‖W‖`` of their size, whatever its sign pattern: ``-W``, a flipped row or a
+    fine-tuned ``W`` are told apart, where statistics of ``|W|`` were not.
 
     Returns:
-        A CPU tensor of ``1 + 4`` positive float64 values.
+        A CPU tensor of ``1 + 8`` float64 values.
     """
     weight = weight.detach().to(torch.float64).reshape(weight.shape[0], -1)
     generator = torch.Generator().manual_seed(0)
-    rows = torch.rand(_FINGERPRINT_PROBES, weight.shape[0], generator=generator, dtype=torch.float64) + 0.5
-    cols = torch.rand(_FINGERPRINT_PROBES, weight.shape[1], generator=generator, dtype=torch.float64) + 0.5
-    rows, cols = rows.to(weight.device), cols.to(weight.device)
-    projections = ((rows @ weight.abs()) * cols).sum(-1) / (rows.sum(-1) * cols.sum(-1))
+    rows = torch.randn(_FINGERPRINT_PROBES, weight.shape[0], generator=generator, dtype=torch.float64)
+    cols = torch.randn(_FINGERPRINT_PROBES, weight.shape[1], generator=generator, dtype=torch.float64)
+    rows = (rows / rows.norm(dim=1, keepdim=True)).to(weight.device)
+    cols = (cols / cols.norm(dim=1, keepdim=True)).to(weight.device)
+    projections = ((rows @ weight) * cols).sum(-1)
     return torch.cat([torch.linalg.matrix_norm(weight).view(1), projections]).cpu()
+
+
+def fingerprint_difference(found: torch.Tensor, expected: torch.Tensor) -> float:
+    """The relative difference of two :func:`weight_fingerprint` signatures: the larger of the norms' relative
+    difference and ``‖P₁ − P₂‖ / ‖P₂‖`` over the projections ``P`` (``inf`` for signatures of another layout)."""
+    found, expected = found.to(torch.float64).cpu(), expected.to(torch.float64).cpu()
+    if found.shape != expected.shape or found.numel() != 1 + _FINGERPRINT_PROBES:
+        return float("inf")
+    norm = float((found[0] - expected[0]).abs() / expected[0].abs().clamp_min(1e-300))
+    change = float((found[1:] - expected[1:]).norm())
+    projections = change / max(float(expected[1:].norm()), 1e-300) if change else 0.0
+    return max(norm, projections)
+
+
+def fingerprint_tolerance(*dtypes: torch.dtype) -> float:
+    """The fingerprint tolerance for base weights stored in ``dtypes`` (the saved model's and the loading one's).
+
+    :data:`FINGERPRINT_RTOL`, or twice the machine epsilon of the coarsest floating dtype (bf16: 0.016, fp16:
+    0.002) where that is larger: a merged low-precision weight holds the base weight only to its rounding.
+    """
+    return max([FINGERPRINT_RTOL] + [2 * torch.finfo(d).eps for d in dtypes if d.is_floating_point])
 
 
 def residual_fingerprint(layer: AdapterLayer) -> torch.Tensor:
@@ -72,9 +98,12 @@ def adapter_state_dict(model: nn.Module) -> dict[str, Any]:
     The tensors are the same whether the model is merged or not.
 
     Returns:
-        ``{"format_version": 3, "method": str | None, "config": dict | None, "adapters": {"<layer>.<tensor>" |
-        "<module>.<param>": tensor}, "fingerprint": {layer: tensor}, "layers": {layer: {"type", **layer_info}},
-        "modules": {module: {param: shape}}}``, tensors detached on the CPU.
+        ``{"format_version": 4, "method": str | None, "config": dict | None, "adapters": {"<layer>.<tensor>" |
+        "<module>.<param>" | "<base tensor>": tensor}, "fingerprint": {layer: tensor}, "fingerprint_dtype":
+        {layer: "torch.float32"}, "layers": {layer: {"type", **layer_info}}, "modules": {module: {param: shape}},
+        "base_tensors": {key: shape}}``, tensors detached on the CPU. ``base_tensors`` are the tensors outside the
+        adapters that the method trains (:func:`soma.peft.model.method_trained_tensors`); their values are in
+        ``adapters`` too.
 
     Raises:
         ValueError: the model has no adapters.
@@ -87,14 +116,18 @@ def adapter_state_dict(model: nn.Module) -> dict[str, Any]:
                for key, tensor in layer.trained_tensors().items()}
     tensors.update({f"{name}.{key}": tensor for name, module in modules.items()
                     for key, tensor in module.trained_tensors().items()})
+    base_tensors = method_trained_tensors(model)
+    tensors.update(base_tensors)
     return {
         "format_version": FORMAT_VERSION,
         "method": _method_name(model, layers),
         "config": config.to_dict() if config is not None and hasattr(config, "to_dict") else None,
         "adapters": {key: tensor.detach().cpu().clone() for key, tensor in tensors.items()},
         "fingerprint": {name: residual_fingerprint(layer) for name, layer in layers.items()},
+        "fingerprint_dtype": {name: str(layer.base_layer.weight.dtype) for name, layer in layers.items()},
         "layers": {name: _layer_facts(layer) for name, layer in layers.items()},
         "modules": {name: module.layer_info() for name, module in modules.items()},
+        "base_tensors": {key: list(tensor.shape) for key, tensor in base_tensors.items()},
     }
 
 
@@ -102,10 +135,13 @@ def _check_state(state: Any) -> None:
     if not isinstance(state, dict) or not {"adapters", "fingerprint", "layers"} <= set(state):
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__
         raise ValueError(f"not an adapter state (from adapter_state_dict()): got {keys}.")
-    if state.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"the adapter state has format_version {state.get('format_version')!r}; this version of "
-                         f"soma.peft reads {FORMAT_VERSION}. Export it again with adapter_state_dict() (soma.peft "
-                         "of the version that wrote it can still load it into the model).")
+    version = state.get("format_version")
+    if version != FORMAT_VERSION:
+        why = (" (its base-weight fingerprint cannot tell a sign-flipped or fine-tuned base from the one it was "
+               "trained on)" if isinstance(version, int) and version < 4 else "")
+        raise ValueError(f"the adapter state has format_version {version!r}{why}; this version of soma.peft reads "
+                         f"{FORMAT_VERSION}: save it again with adapter_state_dict() from the trained model "
+                         "(tools/extract_adapter.py CONFIG CHECKPOINT OUT does so from a training checkpoint).")
 
 
 def _same(saved: Any, current: Any) -> bool:
@@ -123,20 +159,35 @@ def _check_facts(kind: str, name: str, saved: dict[str, Any], current: dict[str,
                              "the config stored in the file (state['config']).")
 
 
+def _check_module_options(name: str, module: AdapterModule, saved: dict[str, Any]) -> None:
+    if saved == module.layer_info():
+        return
+    changes = module.option_changes(saved)
+    if changes:
+        options = "; ".join(f"{'/'.join(c.options)}={c.saved} (the model: {c.current})" for c in changes)
+        raise ValueError(f"module '{name}': the adapter was saved with other {module.method_name} options: {options}. "
+                         f"Apply {module.method_name} with the config stored in the file (state['config']).")
+
+
+def _saved_dtype(state: dict[str, Any], name: str) -> torch.dtype:
+    text = str(state.get("fingerprint_dtype", {}).get(name, "torch.float32"))
+    dtype = getattr(torch, text.removeprefix("torch."), None)
+    return dtype if isinstance(dtype, torch.dtype) else torch.float32
+
+
 def _check_fingerprint(name: str, layer: AdapterLayer, state: dict[str, Any]) -> None:
     expected = residual_fingerprint(layer)
-    found = state["fingerprint"][name].to(torch.float64).cpu()
-    difference = float(((found - expected).abs() / expected.abs().clamp_min(1e-300)).max()) \
-        if found.shape == expected.shape else float("inf")
-    if not difference <= FINGERPRINT_RTOL:
-        raise ValueError(f"adapter was trained on different base weights: layer '{name}' has base-weight fingerprint "
-                         f"{expected.tolist()} but the adapter expects {found.tolist()} (relative difference "
-                         f"{difference:.1e} > {FINGERPRINT_RTOL:g}); load the base checkpoint it was trained from "
-                         "(and initialise the adapters after loading it) before loading the adapter.")
+    difference = fingerprint_difference(state["fingerprint"][name], expected)
+    tolerance = fingerprint_tolerance(layer.base_layer.weight.dtype, _saved_dtype(state, name))
+    if not difference <= tolerance:
+        raise ValueError(f"adapter was trained on different base weights: layer '{name}' has a base weight whose "
+                         f"fingerprint differs from the one the adapter was trained on by {difference:.1e} (relative; "
+                         f"tolerance {tolerance:.0e}); load the base checkpoint it was trained from (and initialise "
+                         "the adapters after loading it) before loading the adapter.")
 
 
 def _tensors_to_copy(name: str, trained: dict[str, torch.Tensor], saved: dict[str, torch.Tensor],
-                     strict: bool) -> dict[str, torch.Tensor]:
+                     strict: bool, base_tensors: Container[str] = ()) -> dict[str, torch.Tensor]:
     """The saved values of ``name``'s trained tensors, by key relative to ``name``, after shape checks."""
     tensors = {}
     for key, param in trained.items():
@@ -151,7 +202,7 @@ def _tensors_to_copy(name: str, trained: dict[str, torch.Tensor], saved: dict[st
                              f"{tuple(param.shape)}.")
         tensors[key] = value
     prefix = f"{name}."
-    extra = [k for k in saved if k.startswith(prefix) and k[len(prefix):] not in trained]
+    extra = [k for k in saved if k.startswith(prefix) and k[len(prefix):] not in trained and k not in base_tensors]
     if extra and strict:
         raise ValueError(f"the adapter state has {extra} which '{name}' does not train (another `train_bias`?); "
                          "pass strict=False to ignore them.")
@@ -176,9 +227,10 @@ def load_adapter_state_dict(model: nn.Module, state: dict[str, Any], strict: boo
     """Load adapters saved by :func:`adapter_state_dict` into ``model``, which has the same method applied.
 
     Every check runs before any value is copied: each layer's type and :meth:`layer_info` facts (shape, rank,
-    slices, init mode, scale, ...), its base-weight fingerprint (relative tolerance 1e-4), and each adapter
-    module's parameter shapes. Values are loaded into the unmerged layer; a merged model is unmerged, loaded and
-    merged again.
+    slices, init mode, scale, ...), its base-weight fingerprint (relative tolerance :func:`fingerprint_tolerance`:
+    1e-6 for float32 weights), each adapter module's parameter shapes, and the names and shapes of the other
+    tensors the method trains (HF peft's ``bias="all"``). Values are loaded into the unmerged layer; a merged model
+    is unmerged, loaded and merged again.
 
     Args:
         model: the model, with the adapter method applied (same config) on the base weights the adapters were
@@ -203,18 +255,30 @@ def load_adapter_state_dict(model: nn.Module, state: dict[str, Any], strict: boo
     saved_modules = state.get("modules", {})
     _compare_names("layers", set(state["layers"]), set(layers), method, strict)
     _compare_names("modules", set(saved_modules), set(modules), method, strict)
+    saved_base, own_base = state.get("base_tensors", {}), method_trained_tensors(model)
+    _compare_names("trained base tensors", set(saved_base), set(own_base), method, strict)
     plan = []  # (layer, or None for a module; its trained tensors; the saved values to copy into them)
     for name, layer in layers.items():
         if name in state["layers"]:
             _check_facts("layer", name, state["layers"][name], _layer_facts(layer))
             _check_fingerprint(name, layer, state)
             trained = layer.trained_tensors()
-            plan.append((layer, trained, _tensors_to_copy(name, trained, state["adapters"], strict)))
+            plan.append((layer, trained, _tensors_to_copy(name, trained, state["adapters"], strict, saved_base)))
     for name, module in modules.items():
         if name in saved_modules:
+            _check_module_options(name, module, saved_modules[name])
             _check_facts("module", name, saved_modules[name], module.layer_info())
             trained = module.trained_tensors()
-            plan.append((None, trained, _tensors_to_copy(name, trained, state["adapters"], strict)))
+            plan.append((None, trained, _tensors_to_copy(name, trained, state["adapters"], strict, saved_base)))
+    base_values = {}
+    for key, tensor in own_base.items():
+        if key in saved_base:
+            value = state["adapters"][key]
+            if tuple(value.shape) != tuple(tensor.shape):
+                raise ValueError(f"'{key}': the adapter has shape {tuple(value.shape)}, the model expects "
+                                 f"{tuple(tensor.shape)}.")
+            base_values[key] = value
+    plan.append((None, own_base, base_values))
     for layer, trained, values in plan:
         was_merged = layer is not None and layer.merged
         if was_merged:

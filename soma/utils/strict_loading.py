@@ -11,9 +11,10 @@ message gives their counts and first names, and recognises the usual causes:
 
 * an adapter-only file of tools/extract_adapter.py (→ rebuild a full checkpoint with tools/merge_adapter.py);
 * a merged checkpoint (plain backbone) with a config that has adapter layers (→ ``model.backbone.peft=None``),
-  or an adapted checkpoint with a config without them (adapter tensors are told by ``soma.peft.is_adapter_key``);
-* another adapter rank or other adapted blocks, another number of classes, another backbone width/depth/image
-  size (both values shown);
+  or an adapted checkpoint with a config without them (the model's adapter tensors are found through the adapter
+  protocol, ``soma.peft.adapter_keys``; the checkpoint's others by ``soma.peft.state_adapter_keys``);
+* another adapter rank or other adapted blocks, other options of an adapter module (Rein's ``num_tokens``,
+  ``start_block``, ...), another number of classes, another backbone width/depth/image size (both values shown);
 * for a Runner checkpoint, the model settings of the config it was trained with that differ from this one.
 
 ``strict=False`` (the tools' ``--non-strict``) loads what fits and logs what was not loaded instead.
@@ -32,7 +33,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from soma.peft import adapter_key_layer, adapter_layers, is_adapter_key
+from soma.peft import adapter_keys, adapter_layers, adapter_modules, state_adapter_keys
 
 from .errors import UserError
 
@@ -111,30 +112,68 @@ def compare_state_dict(model: nn.Module | Mapping[str, torch.Tensor], state: Map
 
 
 # ---------------------------------------------------------------------------------------------- causes
-def _adapter_layers_of(names: Any) -> set[str]:
-    """The adapted layers named by the adapter tensors among ``names`` (any method, see soma.peft.is_adapter_key)."""
-    return {layer for n in names if (layer := adapter_key_layer(n)) is not None}
+def _checkpoint_adapter_keys(model: nn.Module, own_keys: Mapping[str, str],
+                             state: Mapping[str, Any]) -> dict[str, str]:
+    """The checkpoint's adapter keys, each mapped to its adapter layer or module.
+
+    A key the model has is one if the model's adapter protocol says so (``own_keys``); a key only the checkpoint has
+    is one if it lies under one of the model's adapter modules, or by :func:`soma.peft.state_adapter_keys`.
+    """
+    own_state = model.state_dict(keep_vars=True)
+    modules = [name for name in adapter_modules(model) if name]
+    by_keys = state_adapter_keys(state)
+    found = {}
+    for key in state:
+        if key in own_state:
+            owner = own_keys.get(key)
+        else:
+            owner = next((m for m in modules if key.startswith(m + ".")), None) or by_keys.get(key)
+        if owner is not None:
+            found[key] = owner
+    return found
 
 
 def _adapted_blocks(layers: set[str]) -> list[int]:
     return sorted({int(m.group(1)) for n in layers if (m := re.search(r"\.blocks\.(\d+)\.", n + "."))})
 
 
-def _rank_changes(mismatch: StateDictMismatch) -> list[tuple[int, int]]:
-    """``(checkpoint rank, model rank)`` read off adapter tensors whose shapes differ in one dimension only.
+def _rank_changes(mismatch: StateDictMismatch, layer_keys: set[str]) -> list[tuple[int, int]]:
+    """``(checkpoint rank, model rank)`` read off the adapter layers' tensors (``layer_keys``) whose shapes differ
+    in one dimension only.
 
     A rank-r adapter tensor has r (or slices × r) along one axis; the smallest differing pair is the rank.
     """
     pairs = set()
     for name, theirs, ours in mismatch.wrong_shape:
         differing = [(t, o) for t, o in zip(theirs, ours) if t != o]
-        if is_adapter_key(name) and len(theirs) == len(ours) and len(differing) == 1:
+        if name in layer_keys and len(theirs) == len(ours) and len(differing) == 1:
             pairs.add(differing[0])
     return sorted(pairs)[:1]
 
 
+def _module_option_changes(model: nn.Module, state: Mapping[str, Any], mismatch: StateDictMismatch) -> list[str]:
+    """The options of the model's adapter modules (Rein) that the checkpoint's tensors were made with, where the
+    module's tensors do not fit: asked of each module (``AdapterModule.option_changes``), worded per option."""
+    causes = []
+    differing = mismatch.missing + mismatch.unexpected + [name for name, _, _ in mismatch.wrong_shape]
+    for name, module in adapter_modules(model).items():
+        prefix = f"{name}." if name else ""
+        if not any(key.startswith(prefix) for key in differing):
+            continue
+        saved = {key[len(prefix):]: tuple(value.shape) for key, value in state.items()
+                 if key.startswith(prefix) and isinstance(value, torch.Tensor)}
+        changes = module.option_changes(saved) if saved else []
+        config = "model.backbone.peft." if name.startswith("backbone.") else ""
+        for change in changes:
+            options = "/".join(f"`{config if i == 0 else ''}{o}`" for i, o in enumerate(change.options))
+            causes.append(f"other {module.method_name} options: {options} is {change.saved} in the checkpoint vs "
+                          f"{change.current} in the config")
+    return causes
+
+
 def _method_of(model: nn.Module) -> str:
-    kinds = sorted({layer.method_name for layer in adapter_layers(model).values()})
+    kinds = sorted({layer.method_name for layer in adapter_layers(model).values()}
+                   | {module.method_name for module in adapter_modules(model).values()})
     return kinds[0] if len(kinds) == 1 else "adapter"
 
 
@@ -160,9 +199,10 @@ def likely_causes(model: nn.Module, checkpoint: Any, state: Mapping[str, Any],
         return ["this is an adapter-only file (tools/extract_adapter.py): it holds the SoMA adapters and the "
                 "head, not the base weights. Rebuild a full checkpoint with `python tools/merge_adapter.py "
                 "CONFIG ADAPTER OUT.pth` and evaluate OUT.pth with `--cfg-options model.backbone.peft=None`"]
-    own = model.state_dict()
+    own_keys = adapter_keys(model)
     causes = []
-    own_adapters, their_adapters = _adapter_layers_of(own), _adapter_layers_of(state)
+    own_adapters = set(own_keys.values())
+    their_adapters = set(_checkpoint_adapter_keys(model, own_keys, state).values())
     method = _method_of(model)
     meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
     if own_adapters and not their_adapters:
@@ -175,13 +215,15 @@ def likely_causes(model: nn.Module, checkpoint: Any, state: Mapping[str, Any],
                       "has none (`model.backbone.peft=None`?): use the config it was trained with, or merge the "
                       "adapters first (tools/extract_adapter.py, then tools/merge_adapter.py)")
     elif own_adapters:
-        for theirs, ours in _rank_changes(mismatch):
+        layers = set(adapter_layers(model))
+        for theirs, ours in _rank_changes(mismatch, {key for key, owner in own_keys.items() if owner in layers}):
             causes.append(f"another {method} rank: the checkpoint was trained with r={theirs}, the config has "
                           f"r={ours} (`model.backbone.peft.r`)")
         theirs_blocks, own_blocks = _adapted_blocks(their_adapters), _adapted_blocks(own_adapters)
         if theirs_blocks != own_blocks:
             causes.append(f"other adapted blocks: the checkpoint adapts blocks {theirs_blocks}, the config "
                           f"{own_blocks} (`model.backbone.peft.start_block`/`end_block`)")
+        causes += _module_option_changes(model, state, mismatch)
     for prefix, count in _class_heads(model).items():
         for name, theirs, ours in mismatch.wrong_shape:
             if name.startswith(prefix + ".") and len(theirs) == len(ours) and theirs[1:] == ours[1:]:
@@ -190,7 +232,7 @@ def likely_causes(model: nn.Module, checkpoint: Any, state: Mapping[str, Any],
                     causes.append(f"another number of classes: the checkpoint's {prefix} has {other} classes, the "
                                   f"config's {count} (`model.{prefix}.num_classes`)")
                     break
-    backbone = _backbone_differences(own, state)
+    backbone = _backbone_differences(model.state_dict(), state)
     if backbone:
         causes.append("another backbone: " + ", ".join(backbone))
     if not causes and mismatch.total and mismatch.loaded == 0:

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from soma.peft import (HFPeftConfig, adapter_layers, adapter_state_dict, apply_hf_peft, initialize_hf_peft,
-                       is_adapter_key, load_adapter_state_dict, merge_adapters, trainable_parameters,
-                       unload_adapters, unmerge_adapters)
+                       is_adapter_key, load_adapter_state_dict, mark_only_adapters_trainable, merge_adapters,
+                       trainable_parameters, unload_adapters, unmerge_adapters)
 
 from .test_model import TinyViT
 
@@ -107,3 +107,48 @@ def test_config_errors():
     with pytest.raises(ValueError, match="already applied"):
         apply_hf_peft(model, lora())
 
+
+
+def test_lora_only_biases_are_trained_and_saved_as_the_config_says():
+    """peft's bias="lora_only" trains the adapted layers' biases: re-freezing (mark_only_adapters_trainable, as the
+    backbone's tools do) keeps them trained, and the adapter file holds them even when every flag is off."""
+    model = apply_hf_peft(make_model(), lora(bias="lora_only"))
+    mark_only_adapters_trainable(model)
+    bias = model.blocks[2].mlp.fc1.base_layer.bias
+    assert bias.requires_grad and not model.blocks[1].mlp.fc1.bias.requires_grad
+    train_like(model)
+    x = torch.randn(2, 5, 8)
+    trained = model(x).detach()
+    model.requires_grad_(False)
+    state = adapter_state_dict(model)
+    assert "blocks.2.mlp.fc1.base_layer.bias" in state["adapters"]
+
+    fresh = apply_hf_peft(make_model(), lora(bias="lora_only"))
+    load_adapter_state_dict(fresh, state)
+    assert torch.allclose(fresh(x), trained, atol=1e-5)
+
+
+def test_bias_all_saves_every_trained_bias():
+    """peft's bias="all" trains every bias of the model, also of layers without an adapter: they are counted,
+    stay trained, go into the adapter file and load back; a model without them refuses that file."""
+    model = apply_hf_peft(make_model(), lora(bias="all"))
+    mark_only_adapters_trainable(model)
+    biases = {name: p for name, p in model.named_parameters() if name.endswith(".bias")}
+    assert all(p.requires_grad for p in biases.values()) and "blocks.0.norm.bias" in biases
+    assert trainable_parameters(model).bias == sum(p.numel() for p in biases.values())
+    train_like(model)
+    with torch.no_grad():
+        for param in biases.values():
+            param.add_(0.1)
+    x = torch.randn(2, 5, 8)
+    trained = model(x).detach()
+    state = adapter_state_dict(model)
+
+    fresh = apply_hf_peft(make_model(), lora(bias="all"))
+    load_adapter_state_dict(fresh, state)
+    for name, param in fresh.named_parameters():
+        if name.endswith(".bias"):
+            assert torch.equal(param, biases[name]), name
+    assert torch.allclose(fresh(x), trained, atol=1e-5)
+    with pytest.raises(ValueError, match=r"different HFPeft trained base tensors: only in the state \['blocks.0"):
+        load_adapter_state_dict(apply_hf_peft(make_model(), lora()), state)

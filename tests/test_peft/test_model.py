@@ -1,4 +1,6 @@
 """apply_soma on arbitrary modules: selection, freezing, state dicts, summaries."""
+import io
+
 import pytest
 import torch
 import torch.nn as nn
@@ -136,6 +138,60 @@ def test_state_dict_refuses_other_base_and_other_rank():
     fewer = apply_soma(make_model(seed=0), dict(CONFIG, start_block=3))
     with pytest.raises(ValueError, match="different SoMA layers"):
         load_soma_state_dict(fewer, state)
+
+
+def _with_base_weights(change):
+    """A fresh adapted model whose frozen base weight of ``blocks.2.mlp.fc1`` is ``change(weight)``."""
+    model = apply_soma(make_model(seed=0), CONFIG)
+    weight = soma_layers(model)["blocks.2.mlp.fc1"].base_layer.weight
+    with torch.no_grad():
+        weight.copy_(change(weight.clone()))
+    return model
+
+
+def test_fingerprint_accepts_the_same_weights_and_refuses_flipped_or_fine_tuned_ones():
+    """The same base weights pass after a float32 save/load and under rounding changes of one float32 step (what
+    another device's SVD or a merge-unmerge round trip can do, ~1e-7 relative); a sign flip (of the whole matrix or
+    one row) or a light fine-tuning (1e-3 of the weight's norm) is refused. Statistics of |W| passed all three."""
+    state = soma_state_dict(apply_soma(make_model(seed=0), CONFIG))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    load_soma_state_dict(_with_base_weights(lambda w: w), state)
+    load_soma_state_dict(_with_base_weights(lambda w: torch.nextafter(w, torch.ones_like(w))), state)
+    generator = torch.Generator().manual_seed(1)
+
+    def fine_tuned(weight):
+        noise = torch.randn(weight.shape, generator=generator)
+        return weight + 1e-3 * weight.norm() * noise / noise.norm()
+
+    def row_flipped(weight):
+        weight[3] *= -1
+        return weight
+
+    for change in (torch.neg, row_flipped, fine_tuned):
+        with pytest.raises(ValueError, match="layer 'blocks.2.mlp.fc1' has a base weight whose fingerprint differs"):
+            load_soma_state_dict(_with_base_weights(change), state)
+
+
+def test_fingerprint_tolerance_follows_the_weight_dtype():
+    """A bf16 model merged before loading holds its base weights only to bf16 rounding: still the same weights."""
+    model = apply_soma(make_model(seed=0), CONFIG).to(torch.bfloat16)
+    state = soma_state_dict(model)
+    assert set(state["fingerprint_dtype"].values()) == {"torch.bfloat16"}
+    merged = merge_soma(apply_soma(make_model(seed=0), CONFIG).to(torch.bfloat16))
+    load_soma_state_dict(merged, state)
+    with pytest.raises(ValueError, match="different base weights"):
+        load_soma_state_dict(merge_soma(apply_soma(make_model(seed=1), CONFIG).to(torch.bfloat16)), state)
+
+
+def test_adapter_files_of_the_older_fingerprint_are_refused_with_what_to_do():
+    state = dict(soma_state_dict(apply_soma(make_model(seed=0), CONFIG)), format_version=3)
+    with pytest.raises(ValueError, match=r"^the adapter state has format_version 3 \(its base-weight fingerprint "
+                                         r"cannot tell .*\); .* reads 4: save it again with adapter_state_dict\(\) "
+                                         r".*tools/extract_adapter.py"):
+        load_soma_state_dict(apply_soma(make_model(seed=0), CONFIG), state)
 
 
 def test_config_and_injection_errors():

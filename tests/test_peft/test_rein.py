@@ -5,7 +5,8 @@ import pytest
 import timm
 import torch
 
-from soma.peft import PEFT_METHODS, ReinConfig, Reins, apply_rein, initialize_rein, rein_modules
+from soma.peft import (PEFT_METHODS, ReinConfig, Reins, adapter_keys, adapter_state_dict, apply_rein,
+                       initialize_rein, is_adapter_key, load_adapter_state_dict, rein_modules, state_adapter_keys)
 
 
 def tiny_vit(**kwargs) -> torch.nn.Module:
@@ -108,3 +109,43 @@ def test_queries_pool_every_refined_block():
     assert all(reins.token_a.grad[layer].abs().sum() > 0 for layer in range(4))
     assert reins.token_mlp.weight.grad is None  # the queries use only the tokens and the query layers
     assert isinstance(reins, Reins)
+
+
+REIN = dict(num_tokens=8, token_rank=4, start_block=1, query_dim=32)
+
+
+def test_adapter_files_carry_the_config_and_name_the_options_that_differ():
+    config = ReinConfig(**REIN)
+    vit = apply_rein(tiny_vit(), config)
+    state = adapter_state_dict(vit)
+    assert state["method"] == "Rein" and ReinConfig.from_dict(state["config"]) == config
+    fresh = apply_rein(tiny_vit(), ReinConfig(**REIN), initialize=False)
+    load_adapter_state_dict(fresh, state)
+    assert torch.equal(fresh.rein.token_a, vit.rein.token_a)
+    for change, named in ((dict(num_tokens=6), r"num_tokens=8 \(the model: 6\)"),
+                          (dict(start_block=0), r"start_block/end_block=3 refined blocks \(the model: 4 refined "
+                                                r"blocks \(0-3\)\)"),
+                          (dict(link_queries=False), r"link_queries=True \(the model: False\)")):
+        with pytest.raises(ValueError, match=r"^module 'rein': the adapter was saved with other Rein options: "
+                                             f"{named}.*config stored in the file"):
+            load_adapter_state_dict(apply_rein(tiny_vit(), dict(REIN, **change)), state)
+
+
+def test_rein_is_not_applied_over_another_adapter_method():
+    from soma.peft import apply_soma
+
+    vit = apply_soma(tiny_vit(), dict(r=2, start_block=2))
+    with pytest.raises(ValueError, match="adapters are already applied"):
+        apply_rein(vit, ReinConfig(**REIN))
+
+
+def test_adapter_keys_are_found_through_the_adapters_not_by_their_names():
+    """Every tensor of Rein's module is an adapter key (its MLPs too); a base module called `tokens` is none."""
+    vit = apply_rein(tiny_vit(), ReinConfig(**REIN))
+    vit.tokens = torch.nn.Embedding(4, 64)
+    rein_keys = {f"rein.{name}" for name in vit.rein.state_dict()}
+    assert adapter_keys(vit) == dict.fromkeys(rein_keys, "rein")
+    # without the model (a checkpoint's keys): Rein's token tensors mark the module, which claims its other keys
+    assert state_adapter_keys(f"backbone.vit.{key}" for key in vit.state_dict()) == \
+        {f"backbone.vit.{key}": "backbone.vit.rein" for key in rein_keys}
+    assert not is_adapter_key("decode_head.tokens.weight")

@@ -102,3 +102,24 @@ def test_resume_message_names_the_changed_settings(model):
     with pytest.raises(CheckpointMismatchError, match=r"^--resume: the config no longer fits the checkpoint "
                        r"'iter_4.pth'.*changed since the checkpoint was written: model.backbone.peft.r: 2 → 4"):
         check_checkpoint_fits(model, checkpoint, "iter_4.pth", model_config=current, resuming=True)
+
+
+def build_rein(**options) -> torch.nn.Module:
+    """The tiny segmentor with Rein (4 blocks, 8 tokens of rank 4, no query link: the plain Mask2Former head)."""
+    cfg = tiny_segmentor_cfg(peft=dict(type="Rein", num_tokens=8, token_rank=4, link_queries=False, **options))
+    torch.manual_seed(0)
+    return MODELS.build(cfg)
+
+
+@pytest.mark.parametrize("options, cause", [
+    (dict(num_tokens=6), r"other Rein options: `model.backbone.peft.num_tokens` is 6 in the checkpoint vs 8 in the "
+                         r"config"),
+    (dict(start_block=2), r"other Rein options: `model.backbone.peft.start_block`/`end_block` is 2 refined blocks in "
+                          r"the checkpoint vs 4 refined blocks \(0-3\) in the config"),
+    (dict(token_rank=None), r"`model.backbone.peft.token_rank` is None in the checkpoint vs 4 in the config"),
+])
+def test_other_rein_options_are_named_not_taken_for_a_rank(options, cause):
+    with pytest.raises(CheckpointMismatchError, match=cause) as error:
+        check_checkpoint_fits(build_rein(), dict(state_dict=build_rein(**options).state_dict()), "rein.pth")
+    assert "rank" not in str(error.value).replace("token_rank", "")
+

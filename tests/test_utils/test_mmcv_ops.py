@@ -4,6 +4,7 @@ On CPU mmcv's module already takes the PyTorch path; what the option changes is
 ``MultiScaleDeformableAttnFunction.apply``, which the module calls for CUDA tensors, so that is called directly.
 """
 import types
+from pathlib import Path
 
 import pytest
 import torch
@@ -92,8 +93,13 @@ def test_missing_cuda_op_error_names_the_op_and_the_fix():
     assert ext._private is nms
 
 
-def test_cpu_mmcv_reports_no_cuda_ops():
-    # The CI machines build mmcv without CUDA; a GPU build reports its CUDA version instead.
-    from mmcv.ops import get_compiling_cuda_version
+def test_reports_whether_the_compiled_extension_holds_cuda_kernels():
+    """Told against the extension binary itself: a build with CUDA ops links torch's CUDA (or ROCm) runtime
+    library and holds mmcv's CUDA kernel launchers (``ms_deform_attn_cuda_forward``, in mmcv/ops/csrc/pytorch/cuda/
+    only); a CPU build has neither."""
+    import mmcv._ext
 
-    assert mmcv_ops.mmcv_has_cuda_ops() == (get_compiling_cuda_version() != "not available")
+    binary = Path(mmcv._ext.__file__).read_bytes()
+    has_cuda_kernels = any(marker in binary for marker in (b"libc10_cuda.so", b"libc10_hip.so",
+                                                           b"ms_deform_attn_cuda_forward"))
+    assert mmcv_ops.mmcv_has_cuda_ops() is has_cuda_kernels
