@@ -106,7 +106,7 @@ def test_resume_message_names_the_changed_settings(model):
 
 def build_rein(**options) -> torch.nn.Module:
     """The tiny segmentor with Rein (4 blocks, 8 tokens of rank 4, no query link: the plain Mask2Former head)."""
-    cfg = tiny_segmentor_cfg(peft=dict(type="Rein", num_tokens=8, token_rank=4, link_queries=False, **options))
+    cfg = tiny_segmentor_cfg(peft=dict(dict(type="Rein", num_tokens=8, token_rank=4, link_queries=False), **options))
     torch.manual_seed(0)
     return MODELS.build(cfg)
 
