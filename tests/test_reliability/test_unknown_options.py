@@ -67,8 +67,8 @@ def test_misspelt_metric_option_on_the_command_line_is_refused_before_anything_i
 def test_mean_over_is_checked_against_the_datasets_domains():
     cfg = Config.fromfile(str(DEMO))
     check_mean_over(cfg)
-    cfg.val_evaluator.mean_over = "night"  # a string would be averaged character by character
-    with pytest.raises(ConfigError, match=r"`val_evaluator.mean_over` must be a list .*write \['night'\]"):
+    cfg.test_evaluator.mean_over = "night"  # a string would be averaged character by character
+    with pytest.raises(ConfigError, match=r"`test_evaluator.mean_over` must be a list .*write \['night'\]"):
         check_mean_over(cfg)
     acdc = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_citys2acdc-1024.py"))
     check_mean_over(acdc)  # domains from `condition`; the group `acdc` may be averaged too
