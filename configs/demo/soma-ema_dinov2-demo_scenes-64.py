@@ -5,9 +5,10 @@
 _base_ = ["./soma_dinov2-demo_scenes-64.py"]
 
 train_cfg = dict(val_interval=100)
-val_cfg = dict(type="ValLoop")
-val_dataloader = {{_base_.test_dataloader}}
-val_evaluator = {{_base_.test_evaluator}}
+# _delete_: the base sets these to None (no validation), which mmengine refuses to merge a dict into.
+val_cfg = dict(_delete_=True, type="ValLoop")
+val_dataloader = dict(_delete_=True, **_base_.test_dataloader)
+val_evaluator = dict(_delete_=True, **_base_.test_evaluator)
 custom_hooks = [
     dict(type="WeightDecayLoggerHook"),
     dict(type="MergeAdaptersHook"),

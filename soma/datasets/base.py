@@ -16,11 +16,35 @@ import numpy as np
 from mmseg.datasets import BaseSegDataset, CityscapesDataset
 from mmseg.registry import DATASETS
 
+from soma.utils import DataError
+
 from .domain import DomainDatasetMixin
 
 # What PackSegInputs keeps by default, plus the sample's domain.
 DOMAIN_META_KEYS = ("img_path", "seg_map_path", "ori_shape", "img_shape", "pad_shape", "scale_factor", "flip",
                     "flip_direction", "reduce_zero_label", "domain")
+
+
+def check_label_channels(path: str, prefix: str = "", prepare_hint: str = "see data/README.md") -> None:
+    """Refuse a label map with more than one channel (a colour visualisation, not class ids), from its header.
+
+    mmseg loads such a file as an (H, W, 3) array, which fails later in the pipeline, the loss or the metric with a
+    shape error that names no file. Files that cannot be opened are left to the loaders, which name them.
+
+    Raises:
+        DataError: the file's image has more than one band (RGB, RGBA, LA, ...).
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as label:
+            bands, mode = label.getbands(), label.mode
+    except OSError:
+        return
+    if len(bands) != 1:
+        raise DataError(f"{prefix}label map '{path}' has {len(bands)} channels (mode {mode}) but a label map has one: "
+                        "a class id per pixel, not a colour image; point `seg_map_suffix` at the trainId files "
+                        f"(*_labelTrainIds.png) or convert the labels ({prepare_hint}).")
 
 
 @DATASETS.register_module()
@@ -78,6 +102,12 @@ class DGSegDataset(DomainDatasetMixin, BaseSegDataset):
         if missing and not self.test_mode:
             raise FileNotFoundError(f"{type(self).__name__} ({self.domain}): label file '{missing[0]}' is missing; "
                                     f"is the conversion complete? ({self.PREPARE_HINT}).")
+        # The ends only, as above (a header read per file would slow start-up on network storage); LabelSizeCheckHook
+        # checks every label map as its batch comes.
+        for info in data_list[:1] + data_list[-1:]:
+            if info.get("seg_map_path"):
+                check_label_channels(info["seg_map_path"], f"{type(self).__name__} ({self.domain}): ",
+                                     self.PREPARE_HINT)
         return data_list
 
     def resolve_label_path(self, info: dict) -> dict:

@@ -18,6 +18,7 @@ ACDC          ``acdc-<condition>``    ``rgb_anon/<cond>/<split>``, ``gt/...``   
 from __future__ import annotations
 
 import os.path as osp
+from collections.abc import Mapping
 from typing import Any
 
 from mmseg.registry import DATASETS
@@ -134,3 +135,9 @@ class DGACDCDataset(DGSegDataset):
                 del data_prefix["seg_map_path"]
         super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, domain=domain or f"acdc-{condition}",
                          data_prefix=data_prefix, **kwargs)
+
+    @classmethod
+    def domain_of(cls, dataset_cfg: Mapping[str, Any]) -> str | None:
+        """``domain``, else ``acdc-<condition>``."""
+        condition = dataset_cfg.get("condition")
+        return dataset_cfg.get("domain") or (f"acdc-{condition}" if isinstance(condition, str) else None)

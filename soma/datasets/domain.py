@@ -9,6 +9,7 @@ built, a per-domain metric over a dataset that does not derive from :class:`Doma
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
@@ -33,6 +34,13 @@ class DomainDatasetMixin:
     """
 
     domain: str
+
+    @classmethod
+    def domain_of(cls, dataset_cfg: Mapping[str, Any]) -> str | None:
+        """The domain a dataset of this class built from ``dataset_cfg`` will have (``None`` if it cannot be told
+        without building it), so that config checks can compare a metric's ``mean_over`` with it."""
+        domain = dataset_cfg.get("domain") or getattr(cls, "DOMAIN", None)
+        return domain if isinstance(domain, str) else None
 
     def prepare_data(self, idx: int) -> Any:
         """The pipeline's output with ``domain`` in each packed data sample's metainfo."""

@@ -60,11 +60,13 @@ class RandomStateHook(Hook):
 
 @HOOKS.register_module()
 class LabelSizeCheckHook(Hook):
-    """Refuse a label map whose size differs from its image's, naming both files, before the loss or metric.
+    """Refuse a label map whose size differs from its image's, or that has more than one channel (a colour
+    image), naming the files, before the loss or metric.
 
     Such a pair fails deep in the loss (``IndexError: The shape of the mask ...``) or, after the pipeline
     resized both, trains on labels that do not line up with the pixels. Each pair is checked once per run from
-    the file headers (no decoding). tools/train.py and tools/test.py add this hook to segmentation runs.
+    the file headers (no decoding). The datasets check the channels of their first and last label map when they
+    are built; this checks every one. tools/train.py and tools/test.py add this hook to segmentation runs.
     """
 
     priority = "VERY_HIGH"
@@ -75,6 +77,7 @@ class LabelSizeCheckHook(Hook):
     def _check(self, data_batch: Any) -> None:
         from PIL import Image
 
+        from soma.datasets import check_label_channels
         from soma.utils import DataError
 
         samples = data_batch.get("data_samples", []) if isinstance(data_batch, dict) else []
@@ -83,6 +86,7 @@ class LabelSizeCheckHook(Hook):
             image, label = meta.get("img_path"), meta.get("seg_map_path")
             if not isinstance(image, str) or not isinstance(label, str) or label in self._checked:
                 continue
+            check_label_channels(label)
             try:
                 with Image.open(image) as img, Image.open(label) as lab:
                     image_size, label_size = img.size, lab.size

@@ -87,7 +87,8 @@ class DomainIoUMetric(IoUMetric):
                  nan_to_num: int | None = None, beta: int = 1, mean_over: Sequence[str] | None = None,
                  groups: dict[str, Sequence[str]] | None = None, output_file: str | None = None,
                  extra_info: dict[str, Any] | None = None, collect_device: str = "cpu", output_dir: str | None = None,
-                 format_only: bool = False, prefix: str | None = None, **kwargs: Any) -> None:
+                 format_only: bool = False, prefix: str | None = None) -> None:
+        # No **kwargs: mmseg's IoUMetric drops unknown ones, so a misspelt option would change nothing silently.
         iou_metrics = [iou_metrics] if isinstance(iou_metrics, str) else list(iou_metrics)
         unknown = [name for name in iou_metrics if name not in IOU_METRICS]
         if unknown or not iou_metrics:
@@ -96,7 +97,7 @@ class DomainIoUMetric(IoUMetric):
             raise ValueError("`format_only=True` only writes the predictions, to `output_dir`: set `output_dir`.")
         super().__init__(ignore_index=ignore_index, iou_metrics=iou_metrics, nan_to_num=nan_to_num, beta=beta,
                          collect_device=collect_device, output_dir=output_dir, format_only=format_only,
-                         prefix=prefix, **kwargs)
+                         prefix=prefix)
         self.mean_over = tuple(mean_over) if mean_over is not None else None
         self.groups = {name: tuple(members) for name, members in (groups or {}).items()}
         self.output_file = output_file

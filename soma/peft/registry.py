@@ -6,14 +6,46 @@ in place and a function that initialises it once the pretrained weights are load
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
-__all__ = ["MethodConfig", "PeftMethod", "PEFT_METHODS", "register_peft_method", "peft_method", "build_peft_config"]
+__all__ = ["MethodConfig", "PeftMethod", "PEFT_METHODS", "register_peft_method", "peft_method", "build_peft_config",
+           "refuse_unknown_options"]
+
+
+def refuse_unknown_options(owner: str, given: Iterable[str], valid: Sequence[str], where: str = "", hint: str = "",
+                           error: type[Exception] = ValueError, noun: str = "option") -> None:
+    """Raise ``error`` naming the names in ``given`` that are not in ``valid``, each with the closest valid ones.
+
+    The one unknown-option check of the adapter configs and of the config checks (:mod:`soma.utils.config_check`):
+    ``unknown <owner> option(s) [...] at `<where>`; valid options are [...]<hint>; closest to 'x': 'y'.``
+
+    Args:
+        owner: what takes the options, e.g. ``"SoMA"`` or ``"DomainIoUMetric"``.
+        given: the names given.
+        valid: the names ``owner`` takes, in the order they are listed.
+        where: the config key holding them (``"test_evaluator"``); omitted if empty.
+        hint: appended to the list of valid names.
+        error: the exception type (a ``ValueError`` by default).
+        noun: what the names are (``"option"``, ``"domain"``).
+    """
+    valid = list(valid)
+    unknown = sorted(set(given) - set(valid))
+    if not unknown:
+        return
+    closest = []
+    for name in unknown:
+        matches = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+        if matches:
+            closest.append(f"closest to {name!r}: {', '.join(repr(m) for m in matches)}")
+    at = f" at `{where}`" if where else ""
+    raise error(f"unknown {owner} {noun}(s) {unknown}{at}; valid {noun}s are {valid}{hint}"
+                + "".join(f"; {c}" for c in closest) + ".")
 
 
 class MethodConfig:
@@ -42,11 +74,7 @@ class MethodConfig:
         """
         if not isinstance(data, dict):
             raise ValueError(f"a {cls.method_name} config must be a dict, got {type(data).__name__}.")
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(data) - set(valid))
-        if unknown:
-            raise ValueError(f"unknown {cls.method_name} option(s) {unknown}; valid options are {valid}"
-                             f"{cls.options_hint}.")
+        refuse_unknown_options(cls.method_name, data, [f.name for f in fields(cls)], hint=cls.options_hint)
         return cls(**data)
 
 

@@ -6,8 +6,8 @@ applies the checkpoint policy, atomic writes and mmcv op settings when a tool as
 from .checkpoint import (atomic_path, is_trusted_checkpoint, load_local_checkpoint, load_trusted_checkpoint,
                          load_weights, register_atomic_local_backend, register_local_checkpoint_loader,
                          save_checkpoint_atomic, trust_checkpoint, write_text_atomic)
-from .config_check import (UnknownTypeError, check_config_types, check_domain_datasets, check_legacy_keys,
-                           check_num_classes, load_config, warn_patch_padding)
+from .config_check import (UnknownTypeError, check_component_options, check_config_types, check_domain_datasets,
+                           check_legacy_keys, check_mean_over, check_num_classes, load_config, warn_patch_padding)
 from .distributed import use_cpu_distributed
 from .errors import ConfigError, DataError, OutputExistsError, UserError, exit_on_user_error
 from .mmcv_ops import configure_mmcv_ops, use_pytorch_msdeformattn
@@ -23,6 +23,7 @@ __all__ = [
     "check_config_types", "UnknownTypeError", "use_cpu_distributed",
     "add_runner_arguments", "load_run_config", "use_pytorch_msdeformattn",
     "load_config", "check_legacy_keys", "check_num_classes", "check_domain_datasets", "warn_patch_padding",
+    "check_component_options", "check_mean_over",
     "UserError", "ConfigError", "DataError", "OutputExistsError", "exit_on_user_error",
     "check_output_file", "check_output_dir",
     "ADAPTER_FORMAT", "CheckpointMismatchError", "check_checkpoint_fits", "load_checkpoint_checked",

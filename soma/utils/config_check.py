@@ -7,7 +7,10 @@
 * :func:`check_legacy_keys`: keys of mmseg 0.x / mmcv 1.x configs that mmengine silently ignores
   (``resume_from``, ``total_iters``, ``workflow``, ...) are refused with their modern spelling;
 * :func:`check_num_classes`: the head's ``num_classes`` against the classes of the dataset(s);
+* :func:`check_component_options`: options that a SoMA metric, hook or dataset does not take (mmseg's metrics drop
+  them silently), with the closest valid names;
 * :func:`check_domain_datasets`: a per-domain metric needs datasets whose samples carry their ``domain``;
+* :func:`check_mean_over`: the domains a per-domain metric averages must be domains of its datasets;
 * :func:`warn_patch_padding`: a crop that is not a multiple of the ViT patch is padded; said once, with the cost.
 """
 from __future__ import annotations
@@ -67,15 +70,22 @@ def registered_type_names() -> dict[str, frozenset[str]]:
     return names
 
 
-def _iter_types(node: Any, path: str) -> Iterator[tuple[str, str]]:
+def _iter_typed(node: Any, path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(key path, mapping)`` of every mapping with a ``type`` under ``node``, outer ones first."""
     if isinstance(node, Mapping):
-        if isinstance(node.get("type"), str):
-            yield f"{path}.type" if path else "type", node["type"]
+        if isinstance(node.get("type"), (str, type)):
+            yield path, node
         for key, value in node.items():
-            yield from _iter_types(value, f"{path}.{key}" if path else str(key))
+            yield from _iter_typed(value, f"{path}.{key}" if path else str(key))
     elif isinstance(node, (list, tuple)):
         for index, value in enumerate(node):
-            yield from _iter_types(value, f"{path}[{index}]")
+            yield from _iter_typed(value, f"{path}[{index}]")
+
+
+def _iter_types(node: Any, path: str) -> Iterator[tuple[str, str]]:
+    for where, typed in _iter_typed(node, path):
+        if isinstance(typed["type"], str):
+            yield f"{where}.type" if where else "type", typed["type"]
 
 
 def _is_mmcv_op(key_path: str, type_name: str) -> bool:
@@ -119,6 +129,80 @@ def check_config_types(cfg: Any) -> None:
             f"{scope or 'mmengine, mmseg or mmdet'}.{hint} SoMA's own types are registered by "
             "`custom_imports = dict(imports=['soma'], allow_failed_imports=False)` in the config."
         )
+
+
+# ---------------------------------------------------------------------------------------------- options
+# Keys a component's config may hold besides its constructor's arguments (mmengine takes them off first).
+_RUNNER_KEYS = {"hook": ("priority",)}
+
+
+def accepted_options(cls: type) -> tuple[str, ...]:
+    """The keyword arguments ``cls(...)`` takes, in signature order: those of its ``__init__`` and, while an
+    ``__init__`` takes ``**kwargs``, those of the next ``__init__`` in the MRO (the one it hands them to).
+
+    Assumes that an ``__init__`` with ``**kwargs`` passes them on; one that drops them (mmseg's ``IoUMetric``) must
+    not sit in the chain of a class checked with this.
+    """
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is object:
+            break
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[1:]  # without self
+        names += [p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+                  and p.name not in names]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return tuple(names)
+
+
+@lru_cache(maxsize=1)
+def soma_components() -> dict[str, tuple[str, type]]:
+    """``name -> (kind, class)`` of the metrics, hooks and datasets SoMA registers (kind: ``"metric"``,
+    ``"hook"``, ``"dataset"``)."""
+    import mmdet.registry
+    import mmengine.registry
+    import mmseg.registry
+
+    registered_type_names()  # imports and registers every module
+    kinds = {"metric": "METRICS", "hook": "HOOKS", "dataset": "DATASETS"}
+    components: dict[str, tuple[str, type]] = {}
+    for kind, attribute in kinds.items():
+        for module in (mmseg.registry, mmdet.registry, mmengine.registry):
+            for name, cls in getattr(module, attribute).module_dict.items():
+                if cls.__module__.partition(".")[0] == "soma":
+                    components.setdefault(name, (kind, cls))
+    return components
+
+
+def check_component_options(cfg: Any) -> None:
+    """Refuse options that a SoMA metric, hook or dataset does not take, naming the closest valid ones.
+
+    Options of the parent classes the component hands its ``**kwargs`` to count (``data_root``, ``pipeline``,
+    ... of the datasets). Without this check an unknown option is dropped without a word (mmseg's ``IoUMetric``
+    takes ``**kwargs``) or fails only when the component is built, after the model.
+
+    Args:
+        cfg: an mmengine ``Config`` (or any nested mapping); every ``type=`` under it is looked at.
+
+    Raises:
+        ConfigError: a component's config has a key its class does not take.
+    """
+    from soma.peft.registry import refuse_unknown_options
+
+    if not isinstance(cfg, Mapping) and hasattr(cfg, "to_dict"):
+        cfg = cfg.to_dict()
+    components = soma_components()
+    for where, node in _iter_typed(cfg, ""):
+        kind = node["type"]
+        name = kind.rpartition(".")[2] if isinstance(kind, str) else kind.__name__
+        if name not in components or (isinstance(kind, type) and kind is not components[name][1]):
+            continue
+        component_kind, cls = components[name]
+        valid = accepted_options(cls) + _RUNNER_KEYS.get(component_kind, ())
+        given = [key for key in node if key not in ("type", "_scope_", "_delete_")]  # the latter two: mmengine's
+        refuse_unknown_options(name, given, valid, where=where or "the config", error=ConfigError)
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -333,6 +417,58 @@ def check_domain_datasets(cfg: Config) -> None:
                     f"but the {loader} dataset {getattr(cls, '__name__', cls)} gives none: use a SoMA dataset "
                     "(DGSegDataset or a subclass such as DGCityscapesDataset for segmentation, DWDDataset for "
                     "detection; set its `domain=`), or a metric without domains (IoUMetric, VOCMetric).")
+
+
+def _evaluators(cfg: Config, key: str) -> list[Mapping[str, Any]]:
+    evaluators = cfg.get(key)
+    return [e for e in (evaluators if isinstance(evaluators, (list, tuple)) else [evaluators])
+            if isinstance(e, Mapping)]
+
+
+def _config_domains(loader_cfg: Any, scope: str) -> list[str] | None:
+    """The domains of a loader's datasets, from their configs; ``None`` where one cannot be told."""
+    from soma.datasets.domain import DomainDatasetMixin
+
+    domains = []
+    for dataset in leaf_datasets(loader_cfg.get("dataset") if isinstance(loader_cfg, Mapping) else None):
+        cls = _dataset_class(dataset, scope)
+        domain = cls.domain_of(dataset) if isinstance(cls, type) and issubclass(cls, DomainDatasetMixin) else None
+        if domain is None:
+            return None
+        domains.append(domain)
+    return list(dict.fromkeys(domains)) or None
+
+
+def check_mean_over(cfg: Config) -> None:
+    """The domains a per-domain metric's ``mean_over`` names against those of its datasets.
+
+    The metric can tell only once it has scored every sample, at the end of the first validation or test; here
+    the domains follow from the dataset configs (``domain_of`` of SoMA's datasets). Metrics over a dataset whose
+    domain cannot be told without building it are left to the metric.
+
+    Raises:
+        ConfigError: ``mean_over`` is not a list, or names a domain (or ``DomainIoUMetric`` group) the datasets of
+            ``val_dataloader``/``test_dataloader`` do not have.
+    """
+    from soma.peft.registry import refuse_unknown_options
+
+    scope = cfg.get("default_scope", "mmseg")
+    for loader, evaluator_key in (("val_dataloader", "val_evaluator"), ("test_dataloader", "test_evaluator")):
+        for evaluator in _evaluators(cfg, evaluator_key):
+            mean_over = evaluator.get("mean_over")
+            if str(evaluator.get("type")).rpartition(".")[2] not in DOMAIN_METRICS or mean_over is None:
+                continue
+            if not isinstance(mean_over, (list, tuple)):  # a string would be averaged character by character
+                example = f"; write [{mean_over!r}] for one domain" if isinstance(mean_over, str) else ""
+                raise ConfigError(f"`{evaluator_key}.mean_over` must be a list of domain names (or None for every "
+                                  f"domain), got {mean_over!r}{example}.")
+            domains = _config_domains(cfg.get(loader), scope)
+            if domains is None:
+                continue
+            groups = [g for g in evaluator.get("groups") or {} if g not in domains]
+            refuse_unknown_options(f"`{evaluator_key}.mean_over`", mean_over, domains + groups, noun="domain",
+                                   error=ConfigError, hint=f" (the {loader} datasets' domains"
+                                   + (" and the metric's groups)" if groups else ")"))
 
 
 # ---------------------------------------------------------------------------------------------- patch size

@@ -19,8 +19,8 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
-from .config_check import (check_config_types, check_domain_datasets, check_legacy_keys, check_num_classes,
-                           load_config, warn_patch_padding)
+from .config_check import (check_component_options, check_config_types, check_domain_datasets, check_legacy_keys,
+                           check_mean_over, check_num_classes, load_config, warn_patch_padding)
 from .distributed import use_cpu_distributed
 
 AMP_DTYPES = ("auto", "bfloat16", "float16", "float32")  # float32: no AMP (the plain OptimWrapper)
@@ -43,8 +43,9 @@ def load_run_config(args: argparse.Namespace) -> Config:
     """The config of ``args.config`` with the command-line overrides, its types checked before any build.
 
     Sets the work dir and launcher; under a launcher on a machine without GPUs, switches to gloo and a CPU
-    DDP wrapper. Refuses legacy keys, head/dataset class counts that differ and per-domain metrics over datasets
-    without domains, and warns about crop sizes that are not a multiple of the patch size
+    DDP wrapper. Refuses legacy keys, unknown options of SoMA's metrics, hooks and datasets, head/dataset class
+    counts that differ, per-domain metrics over datasets without domains and ``mean_over`` domains the datasets do
+    not have, and warns about crop sizes that are not a multiple of the patch size
     (:mod:`soma.utils.config_check`). ``--non-strict`` becomes ``strict_loading = False`` (read by
     :class:`soma.engine.SoMARunner`). ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without
     it; the AMP settings are then resolved for this machine by :func:`resolve_amp`.
@@ -56,8 +57,10 @@ def load_run_config(args: argparse.Namespace) -> Config:
         cfg.merge_from_dict(args.cfg_options)
     check_legacy_keys(cfg, f"config '{args.config}'")
     check_config_types(cfg)  # unknown `type=` names fail now, with the closest registered names
+    check_component_options(cfg)  # so do unknown options of our metrics, hooks and datasets
     check_num_classes(cfg)
     check_domain_datasets(cfg)  # a per-domain metric over datasets without domains would fail only at evaluation
+    check_mean_over(cfg)  # so would a `mean_over` domain the datasets do not have
     warn_patch_padding(cfg)
     if getattr(args, "non_strict", False):
         cfg.strict_loading = False

@@ -14,6 +14,7 @@ from soma.datasets import (
     DGSynthiaDataset,
     DGUrbanSynDataset,
 )
+from soma.utils import DataError
 
 PIPELINE = [dict(type="LoadImageFromFile"), dict(type="LoadAnnotations")]
 
@@ -108,3 +109,17 @@ def test_fixed_random_subset(tmp_path):
     assert len(names[0]) == 2 and names[0] == names[1] and names[0] != names[2]
     with pytest.raises(ValueError, match="subset_ratio"):
         DGGTA5Dataset(data_root=str(tmp_path), subset_ratio=0)
+
+
+def test_colour_label_maps_are_refused_when_the_dataset_is_built(tmp_path):
+    """A 3-channel label map loads as (H, W, 3) and used to fail in the metric with a traceback naming no file."""
+    cls, kwargs, ((image, label),) = LAYOUTS["citys"]
+    write_pair(tmp_path / image, None, 3)
+    (tmp_path / label).parent.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 12, 3), np.uint8)).save(tmp_path / label)  # a colour map under the trainId name
+    for test_mode in (True, False):
+        with pytest.raises(DataError, match=rf"label map '.*{Path(label).name}' has 3 channels \(mode RGB\) but a "
+                                            r"label map has one.*cityscapes\.py"):
+            cls(data_root=str(tmp_path), pipeline=PIPELINE, test_mode=test_mode, **kwargs)
+    Image.fromarray(np.zeros((8, 12), np.uint8)).convert("P").save(tmp_path / label)  # a palette map: one channel
+    assert len(cls(data_root=str(tmp_path), pipeline=PIPELINE, test_mode=True, **kwargs)) == 1

@@ -172,3 +172,26 @@ def test_eva02_final_norm_applies_the_released_final_layernorm(tmp_path):
         for raw, out in zip(plain(x), normed(x)):
             expected = torch.nn.functional.layer_norm(raw.permute(0, 2, 3, 1), (64,), weight, bias, eps=1e-6)
             torch.testing.assert_close(out, expected.permute(0, 3, 1, 2), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [DINOv2, EVA02], ids=["DINOv2", "EVA02"])
+def test_forward_intermediates_refuses_what_it_cannot_give(cls):
+    """Blocks after the last out index and the final norm (with final_norm=False) are pruned: asking for them
+    used to return fewer maps, or maps without the norm, without a word."""
+    torch.manual_seed(0)
+    backbone = cls(arch="tiny", img_size=64, patch_size=16, out_indices=(1, 2), out_scales=None).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        one, two = backbone.forward_intermediates(x)
+        two_again, one_again = backbone.forward_intermediates(x, indices=[2, 1])  # in the order asked
+        assert torch.equal(one, one_again) and torch.equal(two, two_again)
+        with pytest.raises(ValueError, match=r"`norm=True` needs the final norm, which this backbone pruned"):
+            backbone.forward_intermediates(x, norm=True)
+        for indices in ([3], [1, -1], [], 2):
+            with pytest.raises(ValueError, match=r"block indices in \[0, 2\]"):
+                backbone.forward_intermediates(x, indices=indices)
+        normed = cls(arch="tiny", img_size=64, patch_size=16, out_indices=(1, 2), out_scales=None,
+                     final_norm=True).eval()
+        normed.load_state_dict(backbone.state_dict(), strict=False)
+        raw, = normed.forward_intermediates(x, indices=[2], norm=False)
+        assert torch.equal(raw, two) and not torch.allclose(normed.forward_intermediates(x, indices=[2])[0], raw)

@@ -26,3 +26,12 @@ def test_label_map_of_another_size_is_refused_with_the_files(tmp_path):
         hook.before_train_iter(None, 0, batch(tmp_path / "a.png", tmp_path / "b_label.png"))
     with pytest.raises(DataError, match="b_label.png"):
         hook.before_test_iter(None, 0, batch(tmp_path / "a.png", tmp_path / "b_label.png"))
+
+
+def test_colour_label_map_is_refused_with_the_file(tmp_path):
+    """The datasets check the ends of their list when built; the hook checks every label map as it comes."""
+    Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((32, 64, 3), np.uint8)).save(tmp_path / "a_color.png")
+    hook = LabelSizeCheckHook()
+    with pytest.raises(DataError, match=r"label map '.*a_color.png' has 3 channels \(mode RGB\)"):
+        hook.before_test_iter(None, 0, batch(tmp_path / "a.png", tmp_path / "a_color.png"))

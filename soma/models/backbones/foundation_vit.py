@@ -336,13 +336,18 @@ class FoundationViT(BaseModule):
     # ------------------------------------------------------------------ forward
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] | None = None,
                               norm: bool | None = None) -> list[torch.Tensor]:
-        """Per-block feature maps (B, C, H/p, W/p) of blocks ``indices`` (default ``out_indices``).
+        """Per-block feature maps (B, C, H/p, W/p) of blocks ``indices`` (default ``out_indices``), in that order.
 
         The stem and blocks before the first trained block run without autograd: nothing there needs a
         gradient, so no activations are kept for them. Block refiners attached to the ViT (Rein) refine the
         tokens right after the blocks they name, before the output is taken and the next block runs.
+
+        Raises:
+            ValueError: ``indices`` names a block this backbone does not keep (blocks after the last of
+                ``out_indices`` are pruned at construction), or ``norm=True`` but the final norm was pruned
+                (``final_norm=False``).
         """
-        indices = tuple(self.out_indices if indices is None else indices)
+        indices = self._check_intermediate_request(indices, norm)
         norm = self.final_norm if norm is None else norm
         batch, _, height, width = x.shape
         grid_h, grid_w = self.vit.patch_embed.dynamic_feat_size((height, width))
@@ -351,7 +356,7 @@ class FoundationViT(BaseModule):
         first_trained = self._find_first_trained_block(refiners) if torch.is_grad_enabled() else len(self.vit.blocks)
         with torch.set_grad_enabled(torch.is_grad_enabled() and first_trained == 0):
             tokens, block_kwargs = self._embed(x)
-        outputs = []
+        outputs = {}
         for index, block in enumerate(self.vit.blocks[: max(indices) + 1]):
             trained = index >= first_trained
             with torch.set_grad_enabled(trained):
@@ -362,8 +367,28 @@ class FoundationViT(BaseModule):
                 for refiner in refiners.get(index, ()):
                     tokens = refiner.refine(tokens, index, prefix, (grid_h, grid_w))
             if index in indices:
-                outputs.append(self.vit.norm(tokens) if norm else tokens)
-        return [o[:, prefix:].reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous() for o in outputs]
+                outputs[index] = self.vit.norm(tokens) if norm else tokens
+        return [outputs[i][:, prefix:].reshape(batch, grid_h, grid_w, -1).permute(0, 3, 1, 2).contiguous()
+                for i in indices]
+
+    def _check_intermediate_request(self, indices: Sequence[int] | None, norm: bool | None) -> tuple[int, ...]:
+        """``indices`` as a tuple, refused where :meth:`forward_intermediates` cannot give what is asked (timm's
+        version checks its indices too; pruned blocks and a pruned norm would otherwise be skipped silently)."""
+        if norm and not self.final_norm:
+            raise ValueError("`norm=True` needs the final norm, which this backbone pruned (built with "
+                             "`final_norm=False`); build it with `final_norm=True` or leave `norm` unset.")
+        if indices is None:
+            return self.out_indices
+        kept = len(self.vit.blocks)
+        if isinstance(indices, (int, str)) or not isinstance(indices, Sequence):
+            raise ValueError(f"`indices` must be a sequence of block indices in [0, {kept - 1}], got {indices!r} "
+                             "(timm's last-n int is not supported).")
+        bad = [i for i in indices if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < kept]
+        if not indices or bad:
+            raise ValueError(f"`indices` {list(indices)} must be block indices in [0, {kept - 1}]: this backbone "
+                             f"keeps blocks 0-{kept - 1} only (those after the last of `out_indices` "
+                             f"{self.out_indices} are pruned); add a block to `out_indices` to take its output.")
+        return tuple(indices)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Multi-scale maps: block outputs of ``out_indices`` resized by ``out_scales``."""
