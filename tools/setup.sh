@@ -87,7 +87,9 @@ verify_imports() {
   "$VENV/bin/python" - <<'PY'
 import importlib, sys
 failed = []
-for name in ("torch", "torchvision", "timm", "mmengine", "mmcv.ops", "mmseg.models", "mmdet.models", "soma"):
+# distutils.errors: mmengine's environment report at the start of every run (setuptools' shim on Python >= 3.12).
+for name in ("torch", "torchvision", "timm", "mmengine", "mmcv.ops", "mmseg.models", "mmdet.models", "soma",
+             "distutils.errors"):
     try:
         importlib.import_module(name)
     except Exception as exc:  # report every broken import, not just the first one
@@ -158,10 +160,14 @@ if [[ "$SYSTEM_TORCH" == 1 ]]; then
   venv_site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
   if ! "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
     # PYTHON is itself a virtualenv, whose packages --system-site-packages does not reach: all of its package
-    # folders (its own and those its .pth files add: torch's, OpenCV's, ...) go into a .pth file.
-    "$PYTHON" -c 'import sys; print("\n".join(p for p in sys.path if p.endswith(("site-packages", "dist-packages"))))' \
-      >"$venv_site/soma-system-torch.pth"
-    grep -qxF "$torch_site" "$venv_site/soma-system-torch.pth" || echo "$torch_site" >>"$venv_site/soma-system-torch.pth"
+    # folders (its own and those its .pth files add: torch's, OpenCV's, ...) are added as site folders, so that
+    # their own .pth files run too (setuptools' distutils shim, which mmengine needs on Python >= 3.12).
+    "$PYTHON" - "$torch_site" >"$venv_site/soma-system-torch.pth" <<'PY'
+import sys
+folders = [p for p in sys.path if p.endswith(("site-packages", "dist-packages"))]
+folders += [sys.argv[1]] if sys.argv[1] not in folders else []
+print("\n".join(f"import site; site.addsitedir({folder!r})" for folder in folders))
+PY
   fi
   seen=$("$VENV/bin/python" -c 'import torch; print(torch.__version__)' 2>/dev/null || true)
   [[ "$seen" == "$torch_full" ]] ||
