@@ -176,6 +176,8 @@ class FoundationViT(BaseModule):
     def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> nn.Module:
         import timm
 
+        # What rebuilds this timm model outside SoMA (tools/export_peft_adapter.py prints it).
+        self.timm_create_args = (model_name, dict(kwargs))
         with fused_attention():
             model = timm.create_model(model_name, pretrained=False, **kwargs)
         # timm's Eva attention with a fused qkv and q/v biases calls F.linear on `qkv.weight` directly, which
