@@ -1,6 +1,7 @@
 """Hooks of the SoMA training recipe."""
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
@@ -36,26 +37,57 @@ class RandomStateHook(Hook):
     With the state restored, resuming at iteration k reproduces the uninterrupted run on CPU (data-pipeline
     randomness already matches: mmengine replays the skipped batches through the loader). tools/train.py adds
     this hook to every run.
+
+    In a distributed run every process has its own state (its own data draws its own point samples; with
+    ``randomness.diff_rank_seed`` its own seed): all of them are gathered into the checkpoint, which rank 0
+    writes, and each process restores its own. A run resumed with another number of processes cannot continue
+    the streams; it keeps its fresh seeds and says so.
     """
 
     priority = "VERY_LOW"  # save the state as the last hook sees it, restore it after the others loaded theirs
-    KEY = "rng_state"
+    KEY = "rng_state"  # this process's state (rank 0's in a distributed run)
+    PER_RANK_KEY = "rng_state_per_rank"  # every process's state, by rank (distributed runs)
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+    @staticmethod
+    def _current_state() -> dict:
         state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint.setdefault("meta", {})[self.KEY] = state
+        return state
 
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = checkpoint.get("meta", {}).get(self.KEY)
-        if not state or not runner._resume:  # load_from starts a new run: keep its fresh seed
-            return
+    @staticmethod
+    def _restore(state: dict) -> None:
         random.setstate(state["python"])
         np.random.set_state(state["numpy"])
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        from mmengine.dist import all_gather_object, get_world_size
+
+        state = self._current_state()
+        meta = checkpoint.setdefault("meta", {})
+        meta[self.KEY] = state
+        if get_world_size() > 1:  # every process saves a checkpoint (rank 0 writes it): a collective is safe here
+            meta[self.PER_RANK_KEY] = all_gather_object(state)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        from mmengine.dist import get_rank, get_world_size
+
+        meta = checkpoint.get("meta", {})
+        if not meta.get(self.KEY) or not runner._resume:  # load_from starts a new run: keep its fresh seed
+            return
+        per_rank, world_size = meta.get(self.PER_RANK_KEY), get_world_size()
+        saved_by = len(per_rank) if per_rank else 1
+        if saved_by != world_size:
+            from mmengine.logging import print_log
+
+            print_log(f"--resume: the checkpoint holds the random state of {saved_by} process(es) and this run has "
+                      f"{world_size}: the random streams start afresh, so the run will not repeat the one it "
+                      "continues exactly.", logger="current", level=logging.WARNING)
+            return
+        self._restore(per_rank[get_rank()] if per_rank else meta[self.KEY])
 
 
 @HOOKS.register_module()
