@@ -65,7 +65,7 @@ def test_config_and_checkpoint_swapped(setting, tmp_path):
 @pytest.mark.parametrize("option, expected", [
     ("train_cfg.max_iter=1", "`train_cfg.max_iter` is no option of IterBasedTrainLoop, which takes "
                              "['dynamic_intervals', 'max_iters', 'val_begin', 'val_interval']. Did you mean: "
-                             "'max_iters'?"),
+                             "'max_iters'"),
     ("train_cfg.by_epoch=False", "`train_cfg` has both `type` ('IterBasedTrainLoop') and `by_epoch`"),
     ("val_cfg.fp32=True", "`val_cfg.fp32` is no option of ValLoop"),
     ("model.backbone.peft.r=-1", "`model.backbone.peft`: `r` must be a positive int, got -1."),
