@@ -1,6 +1,6 @@
 """Evaluate a checkpoint on the test set(s) of a config with mmengine's Runner and print the metrics.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--tta] [--show-dir DIR] [--cfg-options ...]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--tta] [--show-dir DIR] [--force] [--cfg-options ...]
     bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
 
 The checkpoint is loaded strictly: one that does not fit the config's model (another architecture, rank or

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Evaluate a checkpoint (mIoU for segmentation configs, mAP for detection configs) and print a results table.
 #   bash tools/test.sh CONFIG CHECKPOINT [GPUS] [test.py options]
-# GPUS (default 1) > 1 runs tools/dist_test.sh (torchrun; gloo on CPU). Metrics also go to WORK_DIR/metrics.json.
+# GPUS (default 1) > 1 runs tools/dist_test.sh (torchrun; gloo on CPU). Metrics also go to WORK_DIR/metrics.json
+# (results of an earlier test there are replaced only with --force).
 set -euo pipefail
 usage() {
-  echo "usage: bash tools/test.sh CONFIG CHECKPOINT [GPUS] [--work-dir DIR] [--tta] [--non-strict] [--cfg-options ...]" >&2
+  echo "usage: bash tools/test.sh CONFIG CHECKPOINT [GPUS] [--work-dir DIR] [--tta] [--force] [--non-strict] [--cfg-options ...]" >&2
   echo "error: $1" >&2
   exit 2
 }

@@ -21,7 +21,7 @@ from ..utils import (ADAPTER_FORMAT, CheckpointMismatchError, ConfigError, check
 from ..utils.strict_loading import load_state_dict_checked
 from .model import build_model
 
-__all__ = ["PeftExport", "export_peft_adapter"]
+__all__ = ["PeftExport", "export_peft_adapter", "timm_model_call"]
 
 
 @dataclass
@@ -31,8 +31,8 @@ class PeftExport:
     Attributes:
         out_dir: the folder with ``adapter_config.json`` and ``adapter_model.safetensors``.
         adapter_config: the content of ``adapter_config.json``.
-        timm_model: the timm model the adapter is for, as a ``timm.create_model`` call (the backbone's patch and
-            image size); it takes the base weights.
+        timm_model: the timm model the adapter is for, as the ``timm.create_model`` call that builds the
+            backbone's timm model (architecture, sizes, patch and image size); it takes the base weights.
         base_checkpoint: the config's ``init_cfg`` checkpoint: the base weights the adapter applies to.
         notes: what a user of the adapter must know (e.g. an option the timm model needs).
     """
@@ -89,11 +89,23 @@ def _check_frozen_weights(vit: torch.nn.Module, before: dict[str, torch.Tensor],
             "trained on another `init_cfg` checkpoint?")
 
 
-def _timm_call(vit: torch.nn.Module) -> str:
-    name = getattr(vit, "pretrained_cfg", {}).get("architecture", type(vit).__name__)
-    patch = vit.patch_embed.patch_size[0]
-    size = vit.patch_embed.img_size[0]
-    return f"timm.create_model({name!r}, num_classes=0, img_size={size}, patch_size={patch}, dynamic_img_size=True)"
+# Options of the backbone's timm model that change training only, not what the model computes in eval mode.
+_TRAINING_ONLY_OPTIONS = ("drop_path_rate",)
+
+
+def timm_model_call(backbone: torch.nn.Module) -> tuple[str, list[str]]:
+    """The ``timm.create_model(...)`` call that builds ``backbone``'s timm model (its sizes included), and notes
+    for a model no released timm model matches (a test or demo architecture: other width, depth or heads)."""
+    name, options = backbone.timm_create_args
+    shown = {k: v for k, v in options.items() if k not in _TRAINING_ONLY_OPTIONS}
+    call = f"timm.create_model({name!r}, {', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+    arch = getattr(backbone, "arch", None)
+    sizes = backbone.arch_zoo.get(arch, (None, {}, None))[1] if hasattr(backbone, "arch_zoo") else {}
+    if not sizes:
+        return call, []
+    listed = ", ".join(f"{k}={v!r}" for k, v in sizes.items())
+    return call, [f"no released timm model matches arch {arch!r} ({listed} differ from timm's {name!r}): build it "
+                  "with the call above (pretrained=False) and load the base weights into it yourself."]
 
 
 def _separate_bias_note(vit: torch.nn.Module) -> list[str]:
@@ -141,5 +153,6 @@ def export_peft_adapter(config: str | os.PathLike, checkpoint: str | os.PathLike
     except ValueError as exc:
         raise CheckpointMismatchError(f"'{checkpoint}' does not fit the base weights of {config}: {exc}") from None
     save_peft_lora_adapter(out_dir, tensors, adapter_config)
-    return PeftExport(out_dir=Path(out_dir), adapter_config=adapter_config, timm_model=_timm_call(vit),
-                      base_checkpoint=str(base), notes=_separate_bias_note(vit))
+    timm_model, timm_notes = timm_model_call(model.backbone)
+    return PeftExport(out_dir=Path(out_dir), adapter_config=adapter_config, timm_model=timm_model,
+                      base_checkpoint=str(base), notes=timm_notes + _separate_bias_note(vit))

@@ -24,7 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from ..peft import adapter_layers, is_adapter_key, unload_adapters
-from ..utils import check_config_types, check_output_dir, load_config, load_trusted_checkpoint
+from ..utils import check_config_types, check_device, check_output_dir, load_config, load_trusted_checkpoint
 from ..utils.dataset_config import image_only_pipeline, leaf_datasets
 from ..utils.strict_loading import checkpoint_state_dict, load_state_dict_checked
 
@@ -281,6 +281,7 @@ def run_inference(config: str | Path, checkpoint: str | Path, inputs: str | Path
     """
     if not 0.0 <= opacity <= 1.0:
         raise ValueError(f"--opacity must lie in [0, 1], got {opacity}.")
+    check_device(device)
     root, files = list_images(inputs)  # before the (slow) model build: a typo fails at once
     check_output_dir(out_dir, [root, config, checkpoint], OUTPUT_FOLDERS, force=force)
     model = init_model(config, checkpoint, device, strict=strict)

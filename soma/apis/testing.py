@@ -1,12 +1,15 @@
 """Evaluating a checkpoint on the test set(s) of a config with mmengine's Runner: what ``tools/test.py`` runs.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--tta] [--show-dir DIR] [--cfg-options ...]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--tta] [--show-dir DIR] [--force] [--cfg-options ...]
     bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
 
 The checkpoint is loaded strictly: one that does not fit the config's model (another architecture, rank or
 class count; an adapter-only or merged file) is refused with the likely cause (soma/utils/strict_loading.py).
 ``--non-strict`` loads only the tensors that fit and lists the rest. It is the only file the run unpickles
 fully (:func:`soma.apis.runtime.setup_runtime`).
+
+The results (``metrics.json``, the per-domain metrics' ``per_class.json``) go to the work dir; a work dir that
+already holds results of an earlier test is refused unless ``--force`` (:func:`check_earlier_results`).
 """
 from __future__ import annotations
 
@@ -19,10 +22,14 @@ from mmengine.dist import is_main_process
 
 from soma.apis.runtime import setup_runtime
 from soma.engine import build_runner
-from soma.utils import ConfigError, add_runner_arguments, exit_on_user_error, load_run_config, write_text_atomic
+from soma.utils import (ConfigError, OutputExistsError, add_runner_arguments, exit_on_user_error, load_run_config,
+                        write_text_atomic)
 from soma.utils.dataset_config import leaf_datasets
 
-__all__ = ["main", "parse_args", "as_number", "format_metrics", "evaluation_resolutions", "record_test_setting"]
+__all__ = ["main", "parse_args", "as_number", "format_metrics", "evaluation_resolutions", "record_test_setting",
+           "result_files", "check_earlier_results"]
+
+METRICS_NAME = "metrics.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tta", action="store_true", help="test-time augmentation of the config (`tta_model`)")
     parser.add_argument("--show-dir",
                         help="save drawn predictions (ground truth | prediction) as PNGs under this folder")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the results (metrics.json, per_class.json) of an earlier test in the work dir")
     add_runner_arguments(parser, "where logs and the metrics JSON go")
     return parser.parse_args(argv)
 
@@ -65,11 +74,52 @@ def evaluation_resolutions(cfg: Config) -> list:
 
 def record_test_setting(cfg: Config, tta: bool) -> None:
     """Per-domain metrics write a per-class JSON next to metrics.json, recording test resolution and TTA."""
-    evaluators = cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
-    for evaluator in evaluators:
+    for evaluator in _evaluators(cfg):
         if evaluator.get("type") in ("DomainIoUMetric", "DomainVOCMetric"):  # per-domain mIoU or mAP
             evaluator.setdefault("output_file", osp.join(cfg.work_dir, "per_class.json"))
             evaluator.setdefault("extra_info", dict(test_resolution=evaluation_resolutions(cfg), tta=tta))
+
+
+def _evaluators(cfg: Config) -> list:
+    return cfg.test_evaluator if isinstance(cfg.test_evaluator, list) else [cfg.test_evaluator]
+
+
+def result_files(cfg: Config) -> list[str]:
+    """The files a test run writes its results to: ``metrics.json`` in the work dir and the ``output_file`` of
+    each metric that has one (``per_class.json`` after :func:`record_test_setting`)."""
+    files = [osp.join(cfg.work_dir, METRICS_NAME)]
+    files += [evaluator["output_file"] for evaluator in _evaluators(cfg)
+              if isinstance(evaluator, dict) and evaluator.get("output_file")]
+    return files
+
+
+def _tested_checkpoint(metrics_file: str) -> str | None:
+    """The checkpoint an earlier ``metrics.json`` records, if it can be read."""
+    try:
+        with open(metrics_file) as stream:
+            checkpoint = json.load(stream).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return checkpoint if isinstance(checkpoint, str) else None
+
+
+def check_earlier_results(files: list[str], force: bool = False) -> None:
+    """Refuse to replace the results of an earlier test unless ``force``.
+
+    Raises:
+        OutputExistsError: one of ``files`` exists and ``force`` is not set; the message names the checkpoint
+            the earlier results are of and what to do.
+    """
+    existing = [path for path in files if osp.exists(path)]
+    if not existing or force:
+        return
+    earlier = next((c for path in existing if osp.basename(path) == METRICS_NAME
+                    and (c := _tested_checkpoint(path)) is not None), None)
+    of = f" of checkpoint '{earlier}'" if earlier else ""
+    raise OutputExistsError(
+        f"{', '.join(repr(p) for p in existing)} already hold{'s' if len(existing) == 1 else ''} the results of an "
+        f"earlier test{of}; keep them by writing this test's results to another folder (--work-dir DIR), or pass "
+        "--force to replace them.")
 
 
 @exit_on_user_error
@@ -91,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         visualization.update(draw=True, interval=1)
         cfg.visualizer.save_dir = args.show_dir
     record_test_setting(cfg, tta=args.tta)
+    check_earlier_results(result_files(cfg), force=args.force)
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f"checkpoint '{args.checkpoint}' does not exist.")
     setup_runtime(trusted_checkpoints=[args.checkpoint])  # only the named checkpoint is unpickled fully
@@ -99,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics = {k: as_number(v) for k, v in runner.test().items()}
     if is_main_process():
         print(format_metrics(metrics))
-        write_text_atomic(osp.join(cfg.work_dir, "metrics.json"), json.dumps(
+        write_text_atomic(osp.join(cfg.work_dir, METRICS_NAME), json.dumps(
             dict(metrics, checkpoint=args.checkpoint, tta=args.tta, test_resolution=evaluation_resolutions(cfg)),
             indent=2))
 

@@ -80,7 +80,8 @@ def train_and_test(variant: Variant, data_root: Path, pretrained: Path, work_dir
          *options],
         work_dir / "train.out")
     checkpoint = (work_dir / "last_checkpoint").read_text().strip()
-    run_tool(["bash", "tools/test.sh", variant.config, checkpoint, "1", "--work-dir", str(work_dir),
+    # --force: the results of an earlier demo run are of the checkpoint that --overwrite just replaced.
+    run_tool(["bash", "tools/test.sh", variant.config, checkpoint, "1", "--work-dir", str(work_dir), "--force",
          "--cfg-options", *options], work_dir / "test.out")
     return json.loads((work_dir / "metrics.json").read_text())
 

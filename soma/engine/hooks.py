@@ -1,6 +1,7 @@
 """Hooks of the SoMA training recipe."""
 from __future__ import annotations
 
+import logging
 import random
 from typing import Any
 
@@ -36,26 +37,97 @@ class RandomStateHook(Hook):
     With the state restored, resuming at iteration k reproduces the uninterrupted run on CPU (data-pipeline
     randomness already matches: mmengine replays the skipped batches through the loader). tools/train.py adds
     this hook to every run.
+
+    In a distributed run every process has its own state (its own data draws its own point samples; with
+    ``randomness.diff_rank_seed`` its own seed), but mmengine saves checkpoints on rank 0 only
+    (``Runner.save_checkpoint`` is ``master_only``). So the states are gathered from every process where all of
+    them still run the same hooks: after a training iteration (or epoch) that a ``CheckpointHook`` saves, and
+    after each validation (best checkpoints); rank 0 writes them into the checkpoint and each process restores
+    its own. A run resumed with another number of processes cannot continue the streams: it keeps its fresh
+    seeds and says so.
     """
 
-    priority = "VERY_LOW"  # save the state as the last hook sees it, restore it after the others loaded theirs
-    KEY = "rng_state"
+    priority = "LOW"  # after the other hooks' work, before the CheckpointHook (VERY_LOW) saves
+    KEY = "rng_state"  # this process's state (rank 0's in a distributed run)
+    PER_RANK_KEY = "rng_state_per_rank"  # every process's state, by rank (distributed runs)
 
-    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+    def __init__(self) -> None:
+        self._gathered: list[dict] | None = None  # every process's state at the last point all of them reached
+
+    @staticmethod
+    def _current_state() -> dict:
         state = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
-        checkpoint.setdefault("meta", {})[self.KEY] = state
+        return state
 
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        state = checkpoint.get("meta", {}).get(self.KEY)
-        if not state or not runner._resume:  # load_from starts a new run: keep its fresh seed
-            return
+    @staticmethod
+    def _restore(state: dict) -> None:
         random.setstate(state["python"])
         np.random.set_state(state["numpy"])
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+    def _gather(self) -> None:
+        from mmengine.dist import all_gather_object, get_world_size
+
+        if get_world_size() > 1:
+            self._gathered = all_gather_object(self._current_state())
+
+    @staticmethod
+    def _checkpoint_due(runner, by_epoch: bool) -> bool:
+        """Whether a ``CheckpointHook`` saves after this training iteration (epoch), by its own rule."""
+        from mmengine.hooks import CheckpointHook
+
+        for hook in runner.hooks:
+            if not isinstance(hook, CheckpointHook) or hook.by_epoch != by_epoch:
+                continue
+            if by_epoch:
+                due = hook.every_n_epochs(runner, hook.interval, hook.save_begin) or (
+                    hook.save_last and hook.is_last_train_epoch(runner))
+            else:
+                due = hook.every_n_train_iters(runner, hook.interval, hook.save_begin) or (
+                    hook.save_last and hook.is_last_train_iter(runner))
+            if due:
+                return True
+        return False
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self._checkpoint_due(runner, by_epoch=False):
+            self._gather()
+
+    def after_train_epoch(self, runner) -> None:
+        if self._checkpoint_due(runner, by_epoch=True):
+            self._gather()
+
+    def after_val_epoch(self, runner, metrics: Any = None) -> None:
+        self._gather()  # best checkpoints are saved after validation, which itself draws random numbers
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:  # rank 0 only
+        state = self._current_state()
+        meta = checkpoint.setdefault("meta", {})
+        meta[self.KEY] = state
+        gathered = self._gathered
+        if gathered and torch.equal(gathered[0]["torch"], state["torch"]) and gathered[0]["python"] == state["python"]:
+            meta[self.PER_RANK_KEY] = gathered  # taken at this point of the run (rank 0's state has not moved)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        from mmengine.dist import get_rank, get_world_size
+
+        meta = checkpoint.get("meta", {})
+        if not meta.get(self.KEY) or not runner._resume:  # load_from starts a new run: keep its fresh seed
+            return
+        per_rank, world_size = meta.get(self.PER_RANK_KEY), get_world_size()
+        saved_by = len(per_rank) if per_rank else 1
+        if saved_by != world_size:
+            from mmengine.logging import print_log
+
+            print_log(f"--resume: the checkpoint holds the random state of {saved_by} process(es) and this run has "
+                      f"{world_size}: the random streams start afresh, so the run will not repeat the one it "
+                      "continues exactly.", logger="current", level=logging.WARNING)
+            return
+        self._restore(per_rank[get_rank()] if per_rank else meta[self.KEY])
 
 
 @HOOKS.register_module()

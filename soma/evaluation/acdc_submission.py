@@ -27,7 +27,8 @@ from PIL import Image
 
 from soma.datasets.benchmarks import ACDC_CONDITIONS
 from soma.peft import is_adapter_key
-from soma.utils import atomic_path, check_output_dir, exit_on_user_error, load_config, load_trusted_checkpoint
+from soma.utils import (atomic_path, check_device, check_output_dir, exit_on_user_error, load_config,
+                        load_trusted_checkpoint)
 from soma.utils.dataset_config import image_only_pipeline, leaf_datasets
 
 ACDC_DATASET = "DGACDCDataset"
@@ -210,6 +211,7 @@ def make_submission(config: str | Path, checkpoint: str | Path, out_dir: str | P
 
     if not conditions:
         raise ValueError(f"give at least one condition ({', '.join(ACDC_CONDITIONS)}).")
+    check_device(device)
     cfg = load_config(config)
     datasets = acdc_test_datasets(cfg)
     if data_root is None:

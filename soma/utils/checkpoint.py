@@ -30,7 +30,34 @@ from typing import Any
 
 import torch
 
+from .errors import UserError
+
 CHECKPOINT_HELP = "see checkpoints/README.md for where pretrained files go and how to convert them"
+
+
+class CheckpointReadError(UserError, RuntimeError):
+    """A checkpoint file that cannot be read: truncated, not a torch file, or the wrong file given."""
+
+
+CONFIG_SUFFIXES = (".py", ".json", ".yaml", ".yml")
+
+
+def unreadable_checkpoint_message(path: str | os.PathLike, detail: BaseException) -> str:
+    """Why ``path`` could not be read as a checkpoint, naming the likely mix-up: a config given as the checkpoint,
+    or mmengine's ``last_checkpoint`` text file (which names the checkpoint), else a truncated or foreign file."""
+    path = Path(path)
+    head = f"cannot read checkpoint '{path}'"
+    if path.suffix in CONFIG_SUFFIXES:
+        return (f"{head}: it is a config file. Were CONFIG and CHECKPOINT swapped? The config comes first "
+                "(e.g. tools/test.py CONFIG CHECKPOINT).")
+    try:
+        text = path.read_text(encoding="utf-8").strip() if path.stat().st_size < 4096 else ""
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    if text and "\n" not in text and Path(text).is_file():
+        return (f"{head}: it is a text file naming the checkpoint '{text}' (mmengine's `last_checkpoint`); give "
+                "that file instead.")
+    return f"{head} (truncated or not a torch file?): {str(detail).splitlines()[0] if str(detail) else detail!r}"
 
 
 def _check_file(path: str | os.PathLike) -> Path:
@@ -52,7 +79,8 @@ def load_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
 
     Raises:
         FileNotFoundError: the file does not exist.
-        RuntimeError: the file is corrupted or holds Python objects other than tensors and containers.
+        CheckpointReadError: the file is corrupted or holds Python objects other than tensors and containers
+            (a ``RuntimeError`` and a user error).
     """
     path = _check_file(path)
     if path.suffix == ".safetensors":
@@ -65,13 +93,13 @@ def load_weights(path: str | os.PathLike, map_location: str | torch.device = "cp
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise RuntimeError(
+        raise CheckpointReadError(
             f"'{path}' holds Python objects besides tensors, so it is not loaded as a pretrained weight file. "
             "If it is a checkpoint written by this codebase's training, use it as `load_from`/`--resume` "
             f"(loaded with soma.utils.load_trusted_checkpoint). Detail: {str(exc).splitlines()[0]}"
         ) from exc
     except Exception as exc:  # torch.load fails in many ways on other files (IndexError on short text files)
-        raise RuntimeError(f"cannot read checkpoint '{path}' (truncated or not a torch file?): {exc}") from exc
+        raise CheckpointReadError(unreadable_checkpoint_message(path, exc)) from exc
 
 
 def load_trusted_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
@@ -79,13 +107,14 @@ def load_trusted_checkpoint(path: str | os.PathLike, map_location: str | torch.d
 
     Raises:
         FileNotFoundError: the file does not exist.
-        RuntimeError: the file is truncated or not a torch checkpoint.
+        CheckpointReadError: the file is truncated or not a torch checkpoint (a config, mmengine's
+            ``last_checkpoint`` text file, ...); a ``RuntimeError`` and a user error.
     """
     path = _check_file(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # as load_weights
-        raise RuntimeError(f"cannot read checkpoint '{path}' (truncated or not a torch file?): {exc}") from exc
+        raise CheckpointReadError(unreadable_checkpoint_message(path, exc)) from exc
 
 
 @contextlib.contextmanager

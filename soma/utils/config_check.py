@@ -30,6 +30,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.registry import Registry
 
+from .checkpoint import CONFIG_SUFFIXES
 from .dataset_config import leaf_datasets
 from .errors import ConfigError, UserError
 
@@ -263,11 +264,17 @@ def load_config(path: str | os.PathLike) -> Config:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ConfigError: ``path`` or one of its ``_base_`` files is not valid Python, or fails when executed.
+        ConfigError: ``path`` is no config file (e.g. a checkpoint given in its place), or it or one of its
+            ``_base_`` files is not valid Python, or fails when executed.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file '{path}' does not exist.")
+    if path.suffix not in CONFIG_SUFFIXES:  # mmengine's OSError would name neither the file nor the mix-up
+        is_checkpoint = path.suffix in (".pth", ".pt", ".bin", ".safetensors")
+        swapped = (" It looks like a checkpoint: were CONFIG and CHECKPOINT swapped? The config comes first (e.g. "
+                   "tools/test.py CONFIG CHECKPOINT).") if is_checkpoint else ""
+        raise ConfigError(f"'{path}' is not a config file (a config is a {', '.join(CONFIG_SUFFIXES)} file).{swapped}")
     try:
         return Config.fromfile(str(path))
     except (SyntaxError, NameError, TypeError, AttributeError, ImportError, IndexError, ZeroDivisionError) as exc:

@@ -1,9 +1,30 @@
-"""Distributed runs on machines without GPUs."""
+"""Distributed runs on machines without GPUs, and the device a tool is asked to run on."""
 from __future__ import annotations
 
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
+
+from .errors import UserError
+
+
+def check_device(device: str) -> None:
+    """Refuse a ``--device`` this machine does not have, before the model is built.
+
+    Raises:
+        UserError: not a torch device name, a CUDA device without CUDA, or a GPU index beyond the visible ones.
+    """
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {device!r} is no torch device; give e.g. cpu, cuda or cuda:0.") from None
+    if parsed.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {device!r}: this machine has no CUDA GPU visible to torch; use --device cpu.")
+    if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise UserError(f"--device {device!r}: this machine shows {torch.cuda.device_count()} GPU(s) "
+                        f"(cuda:0-cuda:{torch.cuda.device_count() - 1}); give one of them.")
 
 
 def use_cpu_distributed(cfg: Config) -> None:

@@ -12,7 +12,7 @@ import functools
 import logging
 import os
 import os.path as osp
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -22,16 +22,31 @@ from mmengine.logging import print_log
 from .config_check import (check_component_options, check_config_types, check_domain_datasets, check_legacy_keys,
                            check_mean_over, check_num_classes, load_config, warn_patch_padding)
 from .distributed import use_cpu_distributed
+from .errors import ConfigError
+from .loop_config import check_loop_options
+from .outputs import check_writable_dir
 
 AMP_DTYPES = ("auto", "bfloat16", "float16", "float32")  # float32: no AMP (the plain OptimWrapper)
 # Options only mmengine's AmpOptimWrapper takes; the plain OptimWrapper would reject them.
 _AMP_ONLY_KEYS = ("dtype", "loss_scale", "use_fsdp")
 
 
+class CfgOptionsAction(DictAction):
+    """mmengine's ``DictAction`` whose malformed items (no ``=``) end in argparse's usage error, not a traceback."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        malformed = [item for item in (values if isinstance(values, list) else [values]) if "=" not in str(item)]
+        if malformed:
+            parser.error(f"{option_string} takes KEY=VALUE items (e.g. train_cfg.max_iters=1000); got "
+                         f"{', '.join(repr(item) for item in malformed)}")
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_runner_arguments(parser: argparse.ArgumentParser, work_dir_help: str) -> None:
     """``--work-dir``, ``--cfg-options``, ``--non-strict``, ``--launcher`` and ``--local-rank``."""
     parser.add_argument("--work-dir", help=f"{work_dir_help} (default: work_dirs/CONFIG_NAME)")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys: a.b=value")
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, help="override config keys: a.b=value")
     parser.add_argument("--non-strict", action="store_true",
                         help="load a checkpoint that does not fit the model: only the tensors that fit, the rest "
                              "listed in the log (for experts; by default such a checkpoint is refused)")
@@ -50,14 +65,18 @@ def load_run_config(args: argparse.Namespace) -> Config:
     :class:`soma.engine.SoMARunner`). ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without
     it; the AMP settings are then resolved for this machine by :func:`resolve_amp`.
     """
+    if args.launcher == "pytorch":
+        check_launcher_environment()
     os.environ.setdefault("LOCAL_RANK", str(args.local_rank))
     cfg = load_config(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+        merge_cfg_options(cfg, args.cfg_options)
     check_legacy_keys(cfg, f"config '{args.config}'")
     check_config_types(cfg)  # unknown `type=` names fail now, with the closest registered names
     check_component_options(cfg)  # so do unknown options of our metrics, hooks and datasets
+    check_loop_options(cfg)  # mmengine's TypeError would come after the model and datasets are built
+    check_peft_options(cfg)
     check_num_classes(cfg)
     check_domain_datasets(cfg)  # a per-domain metric over datasets without domains would fail only at evaluation
     check_mean_over(cfg)  # so would a `mean_over` domain the datasets do not have
@@ -66,6 +85,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
         cfg.strict_loading = False
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
         "work_dirs", osp.splitext(osp.basename(args.config))[0])
+    check_writable_dir(cfg.work_dir, "--work-dir")  # mmengine writes there only once the model is built
     if cfg.get("optim_wrapper") is not None:
         if getattr(args, "amp", False):
             cfg.optim_wrapper.type = "AmpOptimWrapper"
@@ -74,6 +94,80 @@ def load_run_config(args: argparse.Namespace) -> Config:
     if args.launcher != "none":
         use_cpu_distributed(cfg)
     return cfg
+
+
+def merge_cfg_options(cfg: Config, options: Mapping[str, Any]) -> None:
+    """``--cfg-options`` merged into ``cfg``.
+
+    Raises:
+        ConfigError: an option sets a key inside a value that is no dict (``model.backbone.init_cfg.checkpoint``
+            where ``init_cfg`` is None), which mmengine reports as a ``TypeError`` about "child" and "base" configs.
+    """
+    try:
+        cfg.merge_from_dict(options)
+    except TypeError:
+        for key in options:
+            blocking = _value_in_the_way(cfg.to_dict(), key.split("."))
+            if blocking is not None:
+                prefix, value = blocking
+                raise ConfigError(
+                    f"--cfg-options {key}=...: `{prefix}` is {value!r} in the config, so it has no key "
+                    f"`{key[len(prefix) + 1:]}` to set; set the whole `{prefix}` in a config that inherits this "
+                    "one (`_base_`), with `_delete_=True` in it.") from None
+        raise
+
+
+def _value_in_the_way(node: Any, parts: list[str]) -> tuple[str, Any] | None:
+    """``(key path, value)`` of the first existing value on the way to ``parts`` that holds no keys."""
+    for depth, part in enumerate(parts[:-1], start=1):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None  # a new key: mmengine creates it
+        if not isinstance(node, (Mapping, list)):
+            return ".".join(parts[:depth]), node
+    return None
+
+
+# Variables torchrun sets for each process; `--launcher pytorch` without them fails deep in torch.distributed.
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def check_launcher_environment() -> None:
+    """Refuse ``--launcher pytorch`` outside torchrun (tools/dist_train.sh, tools/dist_test.sh).
+
+    Raises:
+        ConfigError: a variable torchrun sets is missing.
+    """
+    missing = [name for name in LAUNCHER_VARIABLES if name not in os.environ]
+    if missing:
+        raise ConfigError(f"--launcher pytorch is for processes started by torchrun, which sets {missing}: start "
+                          "distributed runs with bash tools/dist_train.sh CONFIG GPUS (or tools/dist_test.sh), or "
+                          "leave out --launcher for one process.")
+
+
+def check_peft_options(cfg: Config) -> None:
+    """The backbone's adapter options (``model.backbone.peft``), checked before the model is built: an unknown
+    option or a value out of range (``r=-1``) is named with the config key instead of a traceback from the build.
+
+    Raises:
+        ConfigError: the adapter method refuses the options.
+    """
+    model = cfg.get("model")
+    backbone = model.get("backbone") if isinstance(model, Mapping) else None
+    peft = backbone.get("peft") if isinstance(backbone, Mapping) else None
+    if not isinstance(peft, Mapping):
+        return
+    from soma.peft.registry import build_peft_config
+
+    try:
+        build_peft_config(peft.to_dict() if hasattr(peft, "to_dict") else dict(peft))
+    except ImportError:  # a method whose package is not installed: the build names it
+        return
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ConfigError(f"`model.backbone.peft`: {exc.args[0] if exc.args else exc}") from None
 
 
 # ---------------------------------------------------------------------------------------------------- AMP

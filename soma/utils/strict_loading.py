@@ -10,11 +10,15 @@ It compares names and shapes of every tensor and refuses missing, unexpected and
 message gives their counts and first names, and recognises the usual causes:
 
 * an adapter-only file of tools/extract_adapter.py (→ rebuild a full checkpoint with tools/merge_adapter.py);
-* a merged checkpoint (plain backbone) with a config that has adapter layers (→ ``model.backbone.peft=None``),
-  or an adapted checkpoint with a config without them (the model's adapter tensors are found through the adapter
-  protocol, ``soma.peft.adapter_keys``; the checkpoint's others by ``soma.peft.state_adapter_keys``);
-* another adapter rank or other adapted blocks, other options of an adapter module (Rein's ``num_tokens``,
-  ``start_block``, ...), another number of classes, another backbone width/depth/image size (both values shown);
+* a merged checkpoint (the adapted layers as plain layers) with a config that has adapter layers
+  (→ ``model.backbone.peft=None``), or an adapted checkpoint with a config without them (the model's adapter
+  tensors are found through the adapter protocol, ``soma.peft.adapter_keys``; the checkpoint's others by
+  ``soma.peft.state_adapter_keys``);
+* weights nested under another key than ``state_dict`` (``model``, ...), and a backbone-only file (a pretrained
+  or exported backbone, which belongs in ``init_cfg``) given as a whole model's checkpoint;
+* another adapter rank (a difference along the adapter matrices' rank axis only) or other adapted blocks, other
+  options of an adapter module (Rein's ``num_tokens``, ``start_block``, ...), another number of classes, another
+  backbone width/depth/image size (both values shown);
 * for a Runner checkpoint, the model settings of the config it was trained with that differ from this one.
 
 ``strict=False`` (the tools' ``--non-strict``) loads what fits and logs what was not loaded instead.
@@ -33,7 +37,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from soma.peft import adapter_keys, adapter_layers, adapter_modules, state_adapter_keys
+from soma.peft import adapter_keys, adapter_layers, adapter_modules, is_adapter_key, state_adapter_keys
 
 from .errors import UserError
 
@@ -139,15 +143,18 @@ def _adapted_blocks(layers: set[str]) -> list[int]:
 
 def _rank_changes(mismatch: StateDictMismatch, layer_keys: set[str]) -> list[tuple[int, int]]:
     """``(checkpoint rank, model rank)`` read off the adapter layers' tensors (``layer_keys``) whose shapes differ
-    in one dimension only.
+    along their rank axis only.
 
-    A rank-r adapter tensor has r (or slices × r) along one axis; the smallest differing pair is the rank.
+    A rank-r adapter matrix has r (or slices × r) along its shortest axis; the smallest differing pair is the
+    rank. A difference along another axis (the layer's width) is not a rank change.
     """
     pairs = set()
     for name, theirs, ours in mismatch.wrong_shape:
-        differing = [(t, o) for t, o in zip(theirs, ours) if t != o]
-        if name in layer_keys and len(theirs) == len(ours) and len(differing) == 1:
-            pairs.add(differing[0])
+        if name not in layer_keys or len(theirs) != len(ours) or len(ours) < 2:
+            continue
+        differing = [axis for axis, (t, o) in enumerate(zip(theirs, ours)) if t != o]
+        if len(differing) == 1 and ours[differing[0]] == min(ours):
+            pairs.add((theirs[differing[0]], ours[differing[0]]))
     return sorted(pairs)[:1]
 
 
@@ -199,6 +206,10 @@ def likely_causes(model: nn.Module, checkpoint: Any, state: Mapping[str, Any],
         return ["this is an adapter-only file (tools/extract_adapter.py): it holds the SoMA adapters and the "
                 "head, not the base weights. Rebuild a full checkpoint with `python tools/merge_adapter.py "
                 "CONFIG ADAPTER OUT.pth` and evaluate OUT.pth with `--cfg-options model.backbone.peft=None`"]
+    own = model.state_dict()
+    layout = _layout_cause(model, own, state)
+    if layout:  # the file's tensors are not a whole model's: the causes below would read wrong differences
+        return [layout]
     own_keys = adapter_keys(model)
     causes = []
     own_adapters = set(own_keys.values())
@@ -206,10 +217,11 @@ def likely_causes(model: nn.Module, checkpoint: Any, state: Mapping[str, Any],
     method = _method_of(model)
     meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
     if own_adapters and not their_adapters:
-        merged = " (its meta data says merged=True)" if isinstance(meta, Mapping) and meta.get("merged") else ""
-        causes.append(f"the checkpoint has no {method} adapters{merged} but the config's model has "
-                      f"{len(own_adapters)} adapted layers: a merged checkpoint (tools/merge_adapter.py) is "
-                      "evaluated with `--cfg-options model.backbone.peft=None`")
+        if _holds_merged_layers(model, state):
+            merged = " (its meta data says merged=True)" if isinstance(meta, Mapping) and meta.get("merged") else ""
+            causes.append(f"the checkpoint has no {method} adapters{merged} but the config's model has "
+                          f"{len(own_adapters)} adapted layers: a merged checkpoint (tools/merge_adapter.py) is "
+                          "evaluated with `--cfg-options model.backbone.peft=None`")
     elif their_adapters and not own_adapters:
         causes.append(f"the checkpoint has {len(their_adapters)} adapted layers but the config's model "
                       "has none (`model.backbone.peft=None`?): use the config it was trained with, or merge the "
@@ -238,6 +250,78 @@ def likely_causes(model: nn.Module, checkpoint: Any, state: Mapping[str, Any],
     if not causes and mismatch.total and mismatch.loaded == 0:
         causes.append("no tensor of the checkpoint fits the model: a checkpoint of another model or task?")
     return causes
+
+
+def _plain_backbone_keys(model: nn.Module, own: Mapping[str, Any]) -> dict[str, str]:
+    """``{key as a plain backbone file names it: model key}`` for the backbone's base weights.
+
+    A plain file (pretrained release, tools/export_backbone.py) has the timm model's keys (``blocks.0.attn.qkv.
+    weight``) without the segmentor's ``backbone.vit.`` prefix and without the adapter layers' ``base_layer.``.
+    """
+    vit = getattr(getattr(model, "backbone", None), "vit", None)
+    if not isinstance(vit, nn.Module):
+        return {}
+    prefix = "backbone.vit."
+    wrapped = {f"{prefix}{name}.{layer.base_layer_name}.": f"{name}." for name, layer in adapter_layers(vit).items()}
+    plain = {}
+    for key in own:
+        if not key.startswith(prefix) or is_adapter_key(key):
+            continue
+        short = next((f"{layer}{key[len(full):]}" for full, layer in wrapped.items() if key.startswith(full)),
+                     key[len(prefix):])
+        plain[short] = key
+    return plain
+
+
+def _weights_under(state: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """Entries of ``state`` that are themselves dicts of tensors (weights nested under another key)."""
+    return {key: value for key, value in state.items() if isinstance(value, Mapping)
+            and any(isinstance(v, torch.Tensor) for v in value.values())}
+
+
+def _layout_cause(model: nn.Module, own: Mapping[str, Any], state: Mapping[str, Any]) -> str | None:
+    """A file whose tensors are not laid out as a whole model's: weights nested under another key (``model``,
+    ``ema``, ...), or the weights of the backbone alone (a pretrained or exported backbone file)."""
+    nested = _weights_under(state)
+    if nested and not any(key in own for key in state):
+        key, inner = max(nested.items(), key=lambda item: len(item[1]))
+        inner = {re.sub(r"^module\.", "", k): v for k, v in inner.items()}
+        where = (f"the file keeps its weights under the key '{key}', where checkpoints of this codebase "
+                 "(mmengine) keep them under 'state_dict'")
+        if not compare_state_dict(model, inner):
+            return (f"{where}; they fit the model: re-save them as `{{'state_dict': checkpoint['{key}']}}` "
+                    "(torch.load, then torch.save)")
+        backbone = _backbone_only_cause(model, own, inner)
+        return f"{where}; {backbone}" if backbone else where
+    return _backbone_only_cause(model, own, state)
+
+
+def _backbone_only_cause(model: nn.Module, own: Mapping[str, Any], state: Mapping[str, Any]) -> str | None:
+    """The weights of the backbone alone, named as a plain ViT file or with the model's ``backbone.`` prefix."""
+    names = [k for k, v in state.items() if isinstance(v, torch.Tensor)]
+    if not names:
+        return None
+    plain = _plain_backbone_keys(model, own)
+    others = sorted({k.split(".")[0] for k in own} - {"backbone"})  # the heads, neck, ...
+    in_plain_layout = sum(name in plain for name in names)
+    prefixed = all(name.startswith("backbone.") for name in names) and any(name in own for name in names)
+    tops = {key.split(".")[0] for key in own}
+    if in_plain_layout * 2 >= len(names) and not any(name.split(".")[0] in tops for name in names):
+        layout = f"named as in a plain ViT file, e.g. '{next(n for n in names if n in plain)}'"
+    elif prefixed and others:
+        layout = f"none of {', '.join(others)}"
+    else:
+        return None
+    return (f"the checkpoint holds backbone weights only ({len(names)} tensors, {layout}): pretrained backbone "
+            "weights belong in `model.backbone.init_cfg=dict(type='Pretrained', checkpoint=FILE)`, whereas "
+            "`load_from` and the checkpoint of tools/test.py load a whole trained model (backbone and heads)")
+
+
+def _holds_merged_layers(model: nn.Module, state: Mapping[str, Any]) -> bool:
+    """Whether ``state`` holds the adapted layers of ``model`` as plain layers (``...qkv.weight``): adapters
+    merged into the weights (tools/merge_adapter.py) or a model trained without adapters."""
+    layers = adapter_layers(model)
+    return bool(layers) and all(isinstance(state.get(f"{name}.weight"), torch.Tensor) for name in layers)
 
 
 def _backbone_differences(own: Mapping[str, Any], state: Mapping[str, Any]) -> list[str]:

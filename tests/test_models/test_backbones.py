@@ -195,3 +195,22 @@ def test_forward_intermediates_refuses_what_it_cannot_give(cls):
         normed.load_state_dict(backbone.state_dict(), strict=False)
         raw, = normed.forward_intermediates(x, indices=[2], norm=False)
         assert torch.equal(raw, two) and not torch.allclose(normed.forward_intermediates(x, indices=[2])[0], raw)
+
+
+@pytest.mark.parametrize("cls", [DINOv2, EVA02], ids=["DINOv2", "EVA02"])
+def test_the_printed_timm_call_rebuilds_the_backbone(cls):
+    """tools/export_peft_adapter.py prints a `timm.create_model(...)` line to rebuild the base model: followed as
+    printed, it builds every weight of the backbone with its shape, also for archs no released timm model has
+    (their sizes are in the call, and a note says so)."""
+    from soma.apis.export import timm_model_call
+
+    for arch in ("tiny", "small"):
+        backbone = cls(arch=arch, img_size=64, patch_size=16, out_scales=None, final_norm=True)
+        call, notes = timm_model_call(backbone)
+        rebuilt = eval(call, {"timm": timm}).state_dict()  # as a user would run the printed line
+        ours = backbone.vit.state_dict()
+        assert {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(rebuilt[k].shape) for k in ours}
+        if arch == "tiny":
+            assert len(notes) == 1 and notes[0].startswith("no released timm model matches arch 'tiny'")
+        else:
+            assert notes == [] and "embed_dim" not in call

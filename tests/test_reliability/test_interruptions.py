@@ -125,3 +125,25 @@ def test_resume_finds_the_latest_checkpoint_when_last_checkpoint_is_unusable(tmp
     (tmp_path / "iter_10.pth").unlink()
     (tmp_path / "last_checkpoint").write_text(str(tmp_path / "iter_10.pth"))  # names a deleted file
     assert latest_checkpoint(str(tmp_path)) == str(tmp_path / "iter_4.pth")
+
+
+def test_resume_of_two_processes_matches_the_uninterrupted_run(tmp_path, data):
+    """2 gloo processes: stopped at iteration 2 and resumed, the run ends with the weights of the one that was not
+    interrupted. Each process has its own random stream (`diff_rank_seed`; Mask2Former samples points per
+    image), so each must get its own state back, not rank 0's."""
+    schedule = ("train_cfg = dict(max_iters=4, val_interval=100)\ndefault_hooks = dict(checkpoint=dict(interval=2))\n"
+                "randomness = dict(seed=0, diff_rank_seed=True)\nval_cfg = val_dataloader = val_evaluator = None\n")
+    config = write_config(tmp_path, "two_processes", schedule)
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", PORT=str(32500 + os.getpid() % 1000))
+
+    def dist_train(work_dir, *extra):
+        result = subprocess.run(["bash", str(REPO / "tools/dist_train.sh"), str(config), "2", "--work-dir",
+                                 str(work_dir), *extra], capture_output=True, text=True, cwd=REPO, env=env)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout + result.stderr
+
+    dist_train(tmp_path / "a")
+    dist_train(tmp_path / "b", "--cfg-options", "train_cfg.max_iters=2")  # the interrupted run stops at 2
+    assert not (tmp_path / "b/iter_4.pth").exists()
+    assert "resumed" in dist_train(tmp_path / "b", "--resume").lower()
+    assert_same_weights(weights(tmp_path / "b/iter_4.pth"), weights(tmp_path / "a/iter_4.pth"))

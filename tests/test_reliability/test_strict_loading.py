@@ -1,9 +1,9 @@
 """A checkpoint that does not fit the model is refused with its cause in words (soma.utils.strict_loading).
 
-The five wrong checkpoints a user meets: another architecture, another SoMA rank, an adapter-only file, a
-merged checkpoint under a SoMA config, another class count. mmengine's Runner loaded all of them with
-``strict=False`` and evaluated a partly random model; tests/test_reliability/test_wrong_checkpoints_e2e.py runs
-them through tools/test.sh.
+The wrong checkpoints a user meets: another architecture, another SoMA rank, an adapter-only file, a merged
+checkpoint under a SoMA config, another class count, weights under a `model` key, a backbone-only file.
+mmengine's Runner loaded all of them with ``strict=False`` and evaluated a partly random model;
+tests/test_reliability/test_wrong_checkpoints_e2e.py runs them through tools/test.sh.
 """
 from __future__ import annotations
 
@@ -50,7 +50,30 @@ WRONG_CHECKPOINTS = {
                r"no SoMA adapters \(its meta data says merged=True\).*model.backbone.peft=None"),
     "another_class_count": (lambda m: dict(state_dict=build(num_classes=7).state_dict()),
                             r"another number of classes: the checkpoint's decode_head has 7 classes, the config's 4"),
+    "weights_under_model_key": (lambda m: dict(model=m.state_dict(), epoch=3),
+                                r"keeps its weights under the key 'model', where .* under 'state_dict'; they fit the "
+                                r"model: re-save them"),
+    "backbone_only_as_load_from": (lambda m: plain_backbone_file(),
+                                   r"backbone weights only \(\d+ tensors, named as in a plain ViT file, e.g. "
+                                   r"'[^']+'\): .* belong in `model.backbone.init_cfg=dict\(type='Pretrained'"),
+    "backbone_only_with_prefix": (lambda m: dict(state_dict={k: v for k, v in m.state_dict().items()
+                                                             if k.startswith("backbone.")}),
+                                  r"backbone weights only \(\d+ tensors, none of decode_head\)"),
 }
+# Causes that a case must not be given: only what actually differs is named.
+NOT_THE_CAUSE = {
+    "another_arch": ("rank",),  # the adapters' width changed with the embedding, not their rank
+    "weights_under_model_key": ("merged", "backbone weights only"),
+    "backbone_only_as_load_from": ("merged",),
+    "backbone_only_with_prefix": ("merged",),
+}
+
+
+def plain_backbone_file() -> dict:
+    """A pretrained backbone as released (timm's keys, no segmentor prefix, no adapters): what mmseg users put in
+    `load_from`."""
+    prefix = "backbone.vit."
+    return {k[len(prefix):]: v for k, v in build(r=None).state_dict().items() if k.startswith(prefix)}
 
 
 @pytest.mark.parametrize("case", sorted(WRONG_CHECKPOINTS))
@@ -62,6 +85,8 @@ def test_wrong_checkpoint_is_refused_with_its_cause(model, case):
     assert message.startswith(f"checkpoint '{case}.pth' does not fit the config's model: of ")
     assert "(e.g. " in message and "--non-strict" in message
     assert message.count("Likely cause") == 1 and "r=4, the config has r=4" not in message  # no false causes
+    for wrong in NOT_THE_CAUSE.get(case, ()):
+        assert wrong not in message.partition("Likely cause")[2], wrong
 
 
 def test_counts_and_first_names_are_given(model):

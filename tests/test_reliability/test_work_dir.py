@@ -73,3 +73,28 @@ def test_train_refuses_a_reused_work_dir_before_building_anything(tmp_path, monk
     with pytest.raises(SystemExit, match=r"^error: work dir '.*work' holds the checkpoints of an earlier run"):
         train.main()
     assert (tmp_path / "work" / "iter_4.pth").read_bytes() == b"earlier run"
+
+
+def test_test_refuses_to_replace_the_results_of_an_earlier_test(tmp_path, monkeypatch):
+    """A second tools/test.py into the same work dir (another checkpoint of the same config) keeps the first
+    results: refused before anything is built, naming their checkpoint; --force goes on to the test itself."""
+    from soma.apis import testing
+
+    config = tmp_path / "tiny.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "no_data_needed"))
+    work = tmp_path / "work"
+    work.mkdir()
+    earlier = json.dumps({"mIoU": 41.0, "checkpoint": "run/iter_2.pth"})
+    (work / "metrics.json").write_text(earlier)
+    (tmp_path / "iter_4.pth").write_bytes(b"not read: the refusal comes first")
+    argv = [str(config), str(tmp_path / "iter_4.pth"), "--work-dir", str(work)]
+    with pytest.raises(SystemExit, match=r"^error: '.*metrics.json' already holds the results of an earlier test "
+                                         r"of checkpoint 'run/iter_2.pth'; .* \(--work-dir DIR\), or pass --force"):
+        testing.main(argv)
+    assert (work / "metrics.json").read_text() == earlier
+
+    # --force passes the check: the run gets as far as building the runner.
+    monkeypatch.setattr(testing, "setup_runtime", lambda **kwargs: None)
+    monkeypatch.setattr(testing, "build_runner", lambda cfg: (_ for _ in ()).throw(RuntimeError("reached the build")))
+    with pytest.raises(RuntimeError, match="reached the build"):
+        testing.main(argv + ["--force"])

@@ -3,6 +3,7 @@ that peft loads onto timm's model with the config's base weights."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -14,13 +15,13 @@ from ..conftest import REPO
 peft = pytest.importorskip("peft")
 
 
-def stock_timm_model(base_path):
-    """timm's tiny DINOv2 at the demo config's patch 16, given the base weights through timm's own filter."""
+def stock_timm_model(base_path, timm_call):
+    """timm's model built by the `timm.create_model(...)` call the export prints, given the base weights through
+    timm's own filter (strictly: the call must build the architecture the weights are of)."""
     import timm
     from timm.models.vision_transformer import checkpoint_filter_fn
 
-    model = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0, img_size=64, patch_size=16,
-                              dynamic_img_size=True, embed_dim=64, depth=4, num_heads=2)
+    model = eval(timm_call, {"timm": timm})  # the printed line, followed as a user would
     model.load_state_dict(checkpoint_filter_fn(torch.load(base_path, weights_only=True), model))
     return model.eval()
 
@@ -34,8 +35,8 @@ def trained_backbone(tiny_run):
     return model.backbone.eval()
 
 
-def peft_features(tiny_run, out_dir, x):
-    model = peft.PeftModel.from_pretrained(stock_timm_model(tiny_run.base), str(out_dir)).eval()
+def peft_features(tiny_run, out_dir, x, timm_call):
+    model = peft.PeftModel.from_pretrained(stock_timm_model(tiny_run.base, timm_call), str(out_dir)).eval()
     with torch.no_grad():
         return model.forward_intermediates(x, indices=[0, 1, 2, 3], intermediates_only=True)
 
@@ -50,11 +51,13 @@ def test_exported_adapter_on_the_base_weights_gives_the_trained_features(tiny_ru
     # r=4, blocks 2-3 adapted: rank 2r per matrix, q/k/v as one block-diagonal LoRA
     assert export.ranks == {f"blocks.{b}.{m}": (24 if m == "attn.qkv" else 8) for b in (2, 3)
                             for m in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")}
-    assert "patch_size=16" in export.timm_model and export.notes == []
+    # The tiny arch is no released timm model: the call carries its sizes, and a note says so.
+    assert "patch_size=16" in export.timm_model and "embed_dim=64, depth=4, num_heads=2" in export.timm_model
+    assert len(export.notes) == 1 and export.notes[0].startswith("no released timm model matches arch 'tiny'")
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         ours = trained_backbone(tiny_run).forward_intermediates(x)
-    for a, b in zip(ours, peft_features(tiny_run, tmp_path / "hf", x)):
+    for a, b in zip(ours, peft_features(tiny_run, tmp_path / "hf", x, export.timm_model)):
         torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4)
 
     # The adapter file of tools/extract_adapter.py gives the same adapter.
@@ -99,9 +102,11 @@ def test_command_line(tiny_run, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wrote" in result.stdout and "peft.PeftModel.from_pretrained" in result.stdout
+    timm_call = re.search(r"^base model: (timm\.create_model\(.*\)) with the weights of ", result.stdout, re.M).group(1)
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         ours = trained_backbone(tiny_run).forward_intermediates(x)
-    torch.testing.assert_close(peft_features(tiny_run, tmp_path / "hf", x)[-1], ours[-1], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(peft_features(tiny_run, tmp_path / "hf", x, timm_call)[-1], ours[-1], atol=1e-4,
+                               rtol=1e-4)
     again = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert again.returncode == 1 and again.stderr.startswith("error: ") and "--force" in again.stderr

@@ -43,3 +43,28 @@ def test_options_may_follow_the_checkpoint_directly(tmp_path):
     (tmp_path / "m.pth").write_bytes(b"")
     result = run("test.sh", tmp_path / "c.py", tmp_path / "m.pth", "--work-dir", tmp_path / "w")
     assert result.returncode == 1 and "usage" not in result.stderr  # reached the interpreter: /bin/false
+
+
+@pytest.mark.parametrize("script", ["dist_train.sh", "dist_test.sh"])
+def test_a_port_in_use_is_refused_with_a_free_one(tmp_path, script):
+    """Two distributed jobs on one machine both take port 29500 unless PORT says otherwise: the second is refused
+    in one line that names PORT and a free port, before torchrun starts (torchrun's own error is a traceback)."""
+    import socket
+    import sys
+
+    (tmp_path / "c.py").write_text("")
+    (tmp_path / "m.pth").write_bytes(b"")
+    args = ["c.py", "2"] if script == "dist_train.sh" else ["c.py", "m.pth", "2"]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(["bash", str(REPO / "tools" / script), *(str(tmp_path / a) if "." in a else a
+                                                                          for a in args)],
+                                capture_output=True, text=True, cwd=REPO,
+                                env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable, "PORT": str(port)})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"error: port {port} (PORT) is in use")
+    free = int(result.stderr.split("PORT=")[-1].split()[0])
+    with socket.socket() as probe:  # the port it proposes is free
+        probe.bind(("", free))

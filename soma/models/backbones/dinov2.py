@@ -7,6 +7,7 @@ import torch
 
 from ...convert.models.filters import dinov2_to_timm
 from ...registry import register_model
+from ...utils.errors import ConfigError
 from .foundation_vit import FoundationViT
 
 
@@ -33,7 +34,7 @@ class DINOv2(FoundationViT):
 
     def __init__(self, *args: Any, register_tokens: int = 0, **kwargs: Any) -> None:
         if register_tokens not in (0, 4):
-            raise ValueError(f"`register_tokens` must be 0 or 4 (the DINOv2 releases), got {register_tokens}.")
+            raise ConfigError(f"`register_tokens` must be 0 or 4 (the DINOv2 releases), got {register_tokens}.")
         self.register_tokens = register_tokens
         super().__init__(*args, **kwargs)
 

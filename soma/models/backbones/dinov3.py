@@ -13,6 +13,7 @@ import torch
 
 from ...convert.models.filters import dinov3_to_timm
 from ...registry import register_model
+from ...utils.errors import ConfigError
 from .eva02 import eva_embed
 from .foundation_vit import FoundationViT
 
@@ -48,9 +49,9 @@ class DINOv3(FoundationViT):
     def __init__(self, *args: Any, qkv_bias: bool = False, register_tokens: int = STORAGE_TOKENS,
                  **kwargs: Any) -> None:
         if qkv_bias not in (True, False):  # also accepts 0/1, as the converter's meta data writes it
-            raise ValueError(f"`qkv_bias` must be a bool, got {qkv_bias!r}.")
+            raise ConfigError(f"`qkv_bias` must be a bool, got {qkv_bias!r}.")
         if register_tokens != STORAGE_TOKENS:
-            raise ValueError(f"`register_tokens` must be {STORAGE_TOKENS} for DINOv3 (its storage tokens), "
+            raise ConfigError(f"`register_tokens` must be {STORAGE_TOKENS} for DINOv3 (its storage tokens), "
                              f"got {register_tokens!r}.")
         self.qkv_bias = bool(qkv_bias)
         super().__init__(*args, **kwargs)

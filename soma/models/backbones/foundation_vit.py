@@ -30,6 +30,14 @@ from soma.peft import adapter_layers, adapter_modules, build_peft_config, traina
 from soma.peft.base import BlockRefiner
 
 from ...utils.checkpoint import load_weights
+from ...utils.errors import ConfigError, UserError
+
+
+class PretrainedWeightsError(UserError, KeyError, ValueError):
+    """A pretrained file (``init_cfg``) whose weights do not fit the backbone: another family, size or layout."""
+
+    def __str__(self) -> str:  # KeyError would print the message in quotes
+        return str(self.args[0])
 
 
 # Layer-scale parameters in timm's ViT blocks: LayerScale modules' ``gamma`` (ViT/DINOv2), ``gamma_1``/``gamma_2``
@@ -128,11 +136,11 @@ class FoundationViT(BaseModule):
     ) -> None:
         super().__init__(init_cfg=init_cfg)
         if arch not in self.arch_zoo:
-            raise ValueError(f"`arch` must be one of {sorted(self.arch_zoo)} for {type(self).__name__}, got {arch!r}.")
+            raise ConfigError(f"`arch` must be one of {sorted(self.arch_zoo)} for {type(self).__name__}, got {arch!r}.")
         if peft is not None and frozen is False:
-            raise ValueError("`frozen=False` (full fine-tuning) cannot be combined with `peft`; drop one of them.")
+            raise ConfigError("`frozen=False` (full fine-tuning) cannot be combined with `peft`; drop one of them.")
         if freeze_norms_and_embeddings and (frozen is not False or peft is not None):
-            raise ValueError("`freeze_norms_and_embeddings=True` is an option of full fine-tuning: set `frozen=False` "
+            raise ConfigError("`freeze_norms_and_embeddings=True` is an option of full fine-tuning: set `frozen=False` "
                              "and no `peft`.")
         model_name, arch_kwargs, default_indices = self.arch_zoo[arch]
         self.arch = arch
@@ -144,9 +152,9 @@ class FoundationViT(BaseModule):
         depth = len(self.vit.blocks)
         self.out_indices = tuple(out_indices if out_indices is not None else default_indices)
         if not self.out_indices or any(not 0 <= i < depth for i in self.out_indices):
-            raise ValueError(f"`out_indices` must be block indices in [0, {depth - 1}], got {self.out_indices}.")
+            raise ConfigError(f"`out_indices` must be block indices in [0, {depth - 1}], got {self.out_indices}.")
         if out_scales is not None and len(out_scales) != len(self.out_indices):
-            raise ValueError(f"`out_scales` {tuple(out_scales)} must have one entry per out index {self.out_indices}.")
+            raise ConfigError(f"`out_scales` {tuple(out_scales)} must have one entry per out index {self.out_indices}.")
         self.out_scales = tuple(out_scales) if out_scales is not None else None
         self.final_norm = final_norm
         self.with_cp = with_cp
@@ -162,20 +170,37 @@ class FoundationViT(BaseModule):
 
         self.peft_method, self.peft_config = None, None
         if peft is not None:
-            self.peft_method, self.peft_config = build_peft_config(
-                peft, defaults=dict(target_modules=self.default_peft_targets))
-            # Wrap now so checkpoints of adapted models load at test time; the initialisation (e.g. SoMA's SVD
-            # split) waits for init_weights(), after the pretrained weights are loaded.
-            self.peft_method.apply(self.vit, self.peft_config, False)
+            try:
+                self.peft_method, self.peft_config = build_peft_config(
+                    peft, defaults=dict(target_modules=self.default_peft_targets))
+                self._check_peft_blocks(len(self.vit.blocks))
+                # Wrap now so checkpoints of adapted models load at test time; the initialisation (e.g. SoMA's SVD
+                # split) waits for init_weights(), after the pretrained weights are loaded.
+                self.peft_method.apply(self.vit, self.peft_config, False)
+            except ValueError as exc:  # the options do not fit this backbone (no matching layer, rank too large)
+                if isinstance(exc, UserError):
+                    raise
+                raise ConfigError(f"`model.backbone.peft` ({type(self).__name__}-{arch}): {exc}") from exc
         else:
             self.vit.requires_grad_(not (frozen is None or frozen))
             if freeze_norms_and_embeddings:
                 self._freeze_norms_and_embeddings()
 
+    def _check_peft_blocks(self, depth: int) -> None:
+        """Refuse adapted blocks beyond the ones the backbone runs (``depth``, after pruning to ``out_indices``)."""
+        start = getattr(self.peft_config, "start_block", None)
+        if isinstance(start, int) and start >= depth:
+            raise ConfigError(
+                f"`model.backbone.peft.start_block`={start} lies beyond the blocks {type(self).__name__}-{self.arch} "
+                f"runs (0-{depth - 1}, up to the last of `out_indices` {self.out_indices}): no block would be "
+                f"adapted. Choose a start_block below {depth}.")
+
     # ------------------------------------------------------------------ building and loading
     def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> nn.Module:
         import timm
 
+        # What rebuilds this timm model outside SoMA (tools/export_peft_adapter.py prints it).
+        self.timm_create_args = (model_name, dict(kwargs))
         with fused_attention():
             model = timm.create_model(model_name, pretrained=False, **kwargs)
         # timm's Eva attention with a fused qkv and q/v biases calls F.linear on `qkv.weight` directly, which
@@ -217,7 +242,7 @@ class FoundationViT(BaseModule):
         try:
             state = self._checkpoint_filter(state)
         except (RuntimeError, ValueError, KeyError) as exc:  # e.g. a position embedding of another token layout
-            raise ValueError(
+            raise PretrainedWeightsError(
                 f"cannot adapt pretrained checkpoint '{checkpoint}' to {type(self).__name__}-{self.arch}: {exc}; "
                 "check the backbone options (arch, `register_tokens`) against the file."
             ) from exc
@@ -236,14 +261,14 @@ class FoundationViT(BaseModule):
         missing = sorted(set(own) - set(remapped) - adapter_keys)
         unexpected = sorted(set(remapped) - set(own))
         if missing:
-            raise KeyError(
+            raise PretrainedWeightsError(
                 f"pretrained checkpoint '{checkpoint}' lacks {len(missing)} weights of {type(self).__name__}-"
                 f"{self.arch} (e.g. {missing[:5]}); is it the right model family/size? Convert release files "
                 "with tools/convert_models/ (see checkpoints/README.md)."
             )
         foreign = [k for k in unexpected if not self._is_unused_weight(k)]
         if foreign:
-            raise KeyError(
+            raise PretrainedWeightsError(
                 f"pretrained checkpoint '{checkpoint}' has weights {type(self).__name__}-{self.arch} has no place "
                 f"for (e.g. {foreign[:5]}); check the backbone options (e.g. `register_tokens`) against the file."
             )
@@ -252,7 +277,7 @@ class FoundationViT(BaseModule):
         mismatched = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in remapped.items()
                       if v.shape != own[k].shape]
         if mismatched:
-            raise ValueError(f"pretrained checkpoint '{checkpoint}' has weights of the wrong shape for "
+            raise PretrainedWeightsError(f"pretrained checkpoint '{checkpoint}' has weights of the wrong shape for "
                              f"{type(self).__name__}-{self.arch}: {mismatched[:5]}")
         self.vit.load_state_dict(remapped, strict=False)
         if unexpected:
@@ -266,7 +291,7 @@ class FoundationViT(BaseModule):
             return
         own = self.vit.patch_embed.proj.weight.shape[-1]
         if meta.get("patch_size") != own:
-            raise ValueError(f"pretrained checkpoint '{checkpoint}' holds a patch kernel resampled to "
+            raise PretrainedWeightsError(f"pretrained checkpoint '{checkpoint}' holds a patch kernel resampled to "
                              f"{meta.get('patch_size')}x{meta.get('patch_size')} ({meta['patch_resample']}), but "
                              f"{type(self).__name__} has patch_size {own}; convert the release file again with "
                              f"--patch-size {own}, or without --patch-resample.")
