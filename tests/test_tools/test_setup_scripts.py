@@ -54,14 +54,15 @@ def venv_seeing_this_environment(tmp_path):
     site = subprocess.run([str(venv / "bin/python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     with open(os.path.join(site, "this-environment.pth"), "w") as handle:
-        handle.write(sysconfig.get_paths()["purelib"] + "\n")
+        # As a site folder, so that its own .pth files run (where this environment's torch is itself added by one).
+        handle.write(f"import site; site.addsitedir({sysconfig.get_paths()['purelib']!r})\n")
     return venv
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("env, message", [
-    (dict(FORCE_CUDA="1", CUDA_HOME="/nonexistent", PATH="/usr/bin:/bin"),
-     "nvcc is not found, so mmcv's CUDA ops cannot be built"),
+    (dict(FORCE_CUDA="1", TORCH_CUDA_ARCH_LIST="9.0", CUDA_HOME="/nonexistent", PATH="/usr/bin:/bin"),
+     "no prebuilt mmcv wheel matches (mmcv-2.1.0-torch"),
     (dict(FORCE_CUDA="1", TORCH_CUDA_ARCH_LIST=""), "FORCE_CUDA=1 without a visible GPU: set TORCH_CUDA_ARCH_LIST"),
 ])
 def test_cuda_build_refusals_say_what_to_do(env, message, venv_seeing_this_environment, tmp_path):
