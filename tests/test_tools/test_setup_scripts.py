@@ -145,7 +145,9 @@ def test_build_mmcv_wheel_refuses_bad_requests_in_one_line(args, message, tmp_pa
 @pytest.mark.slow
 def test_gpu_check_cpu_dry_run_writes_the_report(tmp_path):
     out = tmp_path / "out"
-    result = run(["bash", "tools/gpu_check.sh", str(out), "--cpu-dry-run"], env=dict(PYTHON=sys.executable))
+    # No time limit: the test checks that every step runs and is reported, on machines that may be loaded.
+    result = run(["bash", "tools/gpu_check.sh", str(out), "--cpu-dry-run", "--budget", "100000"],
+                 env=dict(PYTHON=sys.executable))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     steps = (out / "steps.tsv").read_text().splitlines()
     statuses = {line.split("\t")[0]: line.split("\t")[1] for line in steps[1:]}
