@@ -37,5 +37,6 @@ def test_command_line_is_the_documented_one():
     """The README's entry point: tools/demo/run.py parses its options and hands them to soma.demo.run."""
     result = subprocess.run([sys.executable, "tools/demo/run.py", "--help"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.startswith("usage: run.py [-h] [--all] [--work-dir WORK_DIR]")
+    assert result.stdout.startswith("usage: run.py [-h] [--all] [--variants NAME [NAME ...]] [--work-dir WORK_DIR]")
+    assert "choices: frozen, full, lora, pissa, soma, soma_ema" in " ".join(result.stdout.split())
     assert "The SoMA demo on CPU" in result.stdout

@@ -2,6 +2,7 @@
 
     python tools/demo/run.py            # SoMA only (~2-3 min on 2 cores after set-up)
     python tools/demo/run.py --all      # also frozen, full fine-tuning, LoRA and PiSSA, side by side
+    python tools/demo/run.py --variants soma_ema   # SoMA validated during training, EMA weights (GPU check's run)
 
 Everything runs through the same pieces as the real benchmarks: the registered dataset and backbone, the
 Mask2Former segmentor, ``tools/train.py`` (mmengine's Runner) and ``tools/test.sh`` with the per-domain metric.
