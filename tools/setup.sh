@@ -242,7 +242,7 @@ for build in sorted(Path(folder).glob("*/BUILD.txt")):
     wrong = [f"{what} {got} (here: {want})" for what, got, want in (
         ("Python", "cp" + info.get("python", "?").replace(".", ""), py_tag),
         ("torch", info.get("torch", "?").split("+")[0], torch_version),
-        ("CUDA", info.get("cuda", "?"), cuda if need else "none, CPU ops"),
+        ("CUDA", info.get("cuda", "?"), cuda if need else "none"),  # "none": a CPU-ops build
     ) if got != want]
     if need and not need <= have:
         wrong.append(f"architectures {info.get('archs')} (here: {';'.join(sorted(need))})")
