@@ -104,8 +104,8 @@ def python_312() -> Path | None:
 @pytest.mark.slow
 def test_gpu_machine_rehearsal_installs_the_prebuilt_mmcv_and_the_dry_run_passes(tmp_path):
     """The lent GPU machine played on this one: Python 3.12 with torch 2.11.0 (and numpy, scipy, pillow, matplotlib,
-    opencv-python-headless) as the machine's own packages, the --profile gpu-check wheelhouse (its mmcv wheel built
-    here with CPU ops: the CUDA build takes about an hour on 2 cores), no index. Set-up must install the prebuilt
+    opencv-python-headless, timm, transformers, peft) as the machine's own packages, the --profile gpu-check
+    wheelhouse (its mmcv wheel built here with CPU ops: the CUDA build takes about 40 min on 2 cores), no index. Set-up must install the prebuilt
     wheel without compiling, and the GPU check's --cpu-dry-run steps must pass in that environment."""
     python = python_312()
     if python is None:
@@ -135,7 +135,7 @@ def test_gpu_machine_rehearsal_installs_the_prebuilt_mmcv_and_the_dry_run_passes
     subprocess.run([str(machine / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "torchvision==0.26.0"],
                    check=True)
     subprocess.run([str(machine / "bin/python"), "-m", "pip", "install", "-q", "scipy", "pillow", "matplotlib",
-                    "opencv-python-headless"], check=True)
+                    "opencv-python-headless", "timm", "transformers", "peft"], check=True)
     venv = tmp_path / "venv"
     setup = subprocess.run(["bash", "tools/setup.sh", "--system-torch", "--no-hf", "--no-build", "--wheelhouse",
                             str(wheelhouse)], cwd=REPO, capture_output=True, text=True,
