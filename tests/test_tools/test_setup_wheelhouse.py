@@ -105,8 +105,9 @@ def python_312() -> Path | None:
 def test_gpu_machine_rehearsal_installs_the_prebuilt_mmcv_and_the_dry_run_passes(tmp_path):
     """The lent GPU machine played on this one: Python 3.12 with torch 2.11.0 (and numpy, scipy, pillow, matplotlib,
     opencv-python-headless, timm, transformers, peft) as the machine's own packages, the --profile gpu-check
-    wheelhouse (its mmcv wheel built here with CPU ops: the CUDA build takes about 40 min on 2 cores), no index. Set-up must install the prebuilt
-    wheel without compiling, and the GPU check's --cpu-dry-run steps must pass in that environment."""
+    wheelhouse (its mmcv wheel built here with CPU ops: the CUDA build takes about 40 min on 2 cores), no index.
+    Set-up must install the prebuilt wheel without compiling, and the GPU check's --cpu-dry-run steps must pass in
+    that environment."""
     python = python_312()
     if python is None:
         pytest.skip("needs a Python 3.12 interpreter (python3.12 or pyenv)")
