@@ -76,8 +76,9 @@ OUT="$(cd "$OUT" && pwd)"
 start=$(date +%s)
 
 # A wheel built before for the same Python, torch and device (in OUT or the cache) is reused, not rebuilt.
+arch_tag="arch$(tr -c 'A-Za-z0-9.+\n' '_' <<<"$ARCHS")"  # as tools/setup.sh spells the architectures in its key
 device_glob=cpu
-[[ "$CPU" == 1 ]] || device_glob="cu*-arch$(tr -c 'A-Za-z0-9.+\n' '_' <<<"$ARCHS")"
+[[ "$CPU" == 1 ]] || device_glob="cu*-$arch_tag"
 for done in "$OUT"/mmcv/mmcv-"$MMCV_VERSION-torch$TORCH-$py_tag"-$device_glob \
             "$CACHE"/wheels/mmcv-"$MMCV_VERSION-torch$TORCH-$py_tag"-$device_glob; do
   if [[ -f "$done/BUILD.txt" ]] && ls "$done"/mmcv-*.whl >/dev/null 2>&1; then
@@ -136,7 +137,7 @@ else
   [[ "$nvcc_cuda" == "$torch_cuda" ]] || die "nvcc is CUDA $nvcc_cuda but torch $torch_full was built with $torch_cuda"
   # Headers of torch's other nvidia-* wheels (cudnn, nccl, ...), which torch's CUDA headers may include.
   nvidia_includes=$(ls -d "$site"/nvidia/*/include 2>/dev/null | paste -sd: || true)
-  device="cu${torch_cuda//./}-arch$(tr -c 'A-Za-z0-9.+\n' '_' <<<"$ARCHS")"
+  device="cu${torch_cuda//./}-$arch_tag"
   build_env=(CUDA_VISIBLE_DEVICES="" FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$ARCHS" CUDA_HOME="$CUDA_HOME"
              PATH="$CUDA_HOME/bin:$PATH" CPATH="${CPATH:+$CPATH:}$nvidia_includes")
 fi

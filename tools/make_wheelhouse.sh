@@ -30,7 +30,8 @@
 # scipy, pillow, matplotlib, opencv-python-headless, timm, transformers and peft installed; an H200, sm_90):
 # --python 3.12 --system-torch --no-hf --mmcv 9.0 --torch 2.11.0 --skip numpy,scipy,pillow,matplotlib,
 # opencv-python and the dependencies of transformers/timm it has (huggingface-hub, safetensors, pyyaml, regex,
-# tqdm, packaging, filelock, fsspec); options after it override. Its size is in docs/benchmarks.md; the CUDA build of mmcv takes most of the time, once.
+# tqdm, packaging, filelock, fsspec); options after it override. Its size is in docs/benchmarks.md; the CUDA
+# build of mmcv takes most of the time, once.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -159,11 +160,10 @@ for wheel in folder.glob("*.whl"):
 missing = skipped - set(wheels)
 if missing:
     sys.exit(f"[wheelhouse] ERROR: --skip {','.join(sorted(missing))}: no such wheel in {folder}")
-todo = [(Requirement(line), frozenset()) for line in open(requirements)
-        if line.strip() and not line.lstrip().startswith("#")]
+todo = [Requirement(line) for line in open(requirements) if line.strip() and not line.lstrip().startswith("#")]
 kept, seen = set(), set()
 while todo:
-    requirement, _ = todo.pop()
+    requirement = todo.pop()
     name = canonicalize_name(requirement.name)
     key = (name, frozenset(requirement.extras))
     if name in skipped or key in seen:
@@ -174,7 +174,7 @@ while todo:
         dependency = Requirement(line)
         if dependency.marker is None or any(dependency.marker.evaluate({**environment, "extra": extra})
                                             for extra in {"", *requirement.extras}):
-            todo.append((dependency, frozenset()))
+            todo.append(dependency)
 for name in sorted(set(wheels) - kept):
     print(f"[wheelhouse] left out {wheels[name].name}" + (" (--skip)" if name in skipped else " (only skipped packages need it)"))
     wheels[name].unlink()

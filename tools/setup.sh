@@ -257,6 +257,24 @@ if near:
 PY
 }
 
+# find_wheel DEVICE ARCHS: sets `wheel` to a wheel for this machine that needs no build, from the wheelhouse's
+# prebuilt ones or the cache ("" if none), and `key`/`wheel_dir` to DEVICE's.
+find_wheel() {
+  key=$(mmcv_key "$1")
+  wheel_dir="$CACHE/wheels/$key"
+  wheel=$(prebuilt_wheel "$key" "$2")
+  if [[ -n "$wheel" ]]; then
+    log "prebuilt mmcv wheel from the wheelhouse: $wheel ($(sed -n 's/^built=//p' "$(dirname "$wheel")/BUILD.txt"))"
+    return
+  fi
+  wheel=$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+  local legacy="$CACHE/wheels/mmcv-$MMCV_VERSION-torch$torch_version-$py_tag"  # before the key named the device
+  if [[ -z "$wheel" && "$1" == cpu ]] && ls "$legacy"/mmcv-*.whl >/dev/null 2>&1; then
+    wheel=$(ls "$legacy"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)  # only CPU machines built these
+  fi
+  [[ -z "$wheel" ]] || log "reusing cached mmcv wheel $wheel"
+}
+
 device=cpu
 archs=""
 if [[ "${FORCE_CUDA:-}" == 0 ]]; then
@@ -276,17 +294,7 @@ if [[ "$(cat "$MMCV_MARK" 2>/dev/null)" == "$key" ]] &&
    "$PY" -c "import mmcv, mmcv.ops, sys; sys.exit(mmcv.__version__ != '$MMCV_VERSION')" 2>/dev/null; then
   log "mmcv $MMCV_VERSION ($device) already installed"
 else
-  wheel=$(prebuilt_wheel "$key" "$archs")
-  if [[ -n "$wheel" ]]; then
-    log "prebuilt mmcv wheel from the wheelhouse: $wheel ($(sed -n 's/^built=//p' "$(dirname "$wheel")/BUILD.txt"))"
-  else
-    wheel=$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
-    legacy="$CACHE/wheels/mmcv-$MMCV_VERSION-torch$torch_version-$py_tag"  # before the key named the device
-    if [[ -z "$wheel" && "$device" == cpu ]] && ls "$legacy"/mmcv-*.whl >/dev/null 2>&1; then
-      wheel=$(ls "$legacy"/mmcv-"$MMCV_VERSION"-*.whl | head -n 1)  # only CPU machines built these
-    fi
-    [[ -z "$wheel" ]] || log "reusing cached mmcv wheel $wheel"
-  fi
+  find_wheel "$device" "$archs"
   if [[ -z "$wheel" && "$NO_BUILD" == 1 ]]; then
     printf '[setup] ERROR: --no-build: no prebuilt (--wheelhouse DIR/mmcv/) or cached mmcv wheel matches %s; make one with tools/build_mmcv_wheel.sh\n' "$key" >&2
     exit 3
@@ -303,10 +311,7 @@ CUDA_HOME) and re-run; or set SOMA_MSDA_PYTORCH=1 to install mmcv without CUDA o
 through its pure-PyTorch path (slower, more memory)"
       log "no nvcc: mmcv without CUDA ops; SOMA_MSDA_PYTORCH=1 runs deformable attention in PyTorch"
       device=cpu
-      key=$(mmcv_key cpu)
-      wheel_dir="$CACHE/wheels/$key"
-      wheel=$(prebuilt_wheel "$key" "")
-      [[ -n "$wheel" ]] || wheel=$(ls "$wheel_dir"/mmcv-"$MMCV_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+      find_wheel cpu ""
     else
       nvcc_cuda=$("$nvcc" --version | sed -n 's/.*release \([0-9]*\.[0-9]*\).*/\1/p')
       [[ "${nvcc_cuda%%.*}" == "${torch_cuda%%.*}" ]] ||
