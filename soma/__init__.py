@@ -1,16 +1,25 @@
 """SoMA: Singular value decomposed Minor components Adaptation (arXiv:2412.04077).
 
-``soma.peft`` is pure PyTorch and works on any ``nn.Module``. Importing ``soma`` itself also registers the
-backbones, datasets, metrics and engine parts in mmsegmentation's and mmdetection's registries, which is what
-``custom_imports = dict(imports=["soma"], allow_failed_imports=False)`` in our configs relies on. That is all
-an import changes: mmengine's checkpoint loading and file writes and mmcv's ops are set up only by
-:func:`soma.apis.runtime.setup_runtime`, which tools/train.py and tools/test.py call. Without mmsegmentation
-installed only ``soma.peft`` is usable.
-"""
-from importlib.util import find_spec
+Importing ``soma`` imports nothing else: ``soma.peft`` is the adapter library (PyTorch only), and the OpenMMLab
+parts register themselves when their package is imported, which the configs ask for by name::
 
+    custom_imports = dict(imports=["soma.models", "soma.datasets", "soma.evaluation", "soma.engine"],
+                          allow_failed_imports=False)
+
+mmengine's checkpoint loading and file writes and mmcv's ops are set up only by
+:func:`soma.apis.runtime.setup_runtime`, which tools/train.py and tools/test.py call.
+"""
 __version__ = "0.1.0"
 
-if find_spec("mmseg") is not None and find_spec("mmdet") is not None:
-    # Import errors propagate: a half-installed OpenMMLab stack must not silently drop our modules.
-    from . import datasets, engine, evaluation, models, utils  # noqa: F401  (registration side effects)
+# What `custom_imports` must name for a config to build: every package that registers OpenMMLab modules.
+OPENMMLAB_PACKAGES = ("soma.models", "soma.datasets", "soma.evaluation", "soma.engine")
+
+
+def register_all_modules() -> None:
+    """Import every package of :data:`OPENMMLAB_PACKAGES`, registering SoMA's modules in mmseg's, mmdet's and
+    mmengine's registries (as ``custom_imports`` does for a config; mmseg's function of the same name does it for
+    mmseg's own modules)."""
+    from importlib import import_module
+
+    for package in OPENMMLAB_PACKAGES:
+        import_module(package)

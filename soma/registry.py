@@ -19,15 +19,3 @@ def register_model(cls: T) -> T:
     DET_MODELS.register_module(module=cls)
     return cls
 
-
-def _register_peft_types() -> None:
-    """``peft=dict(type=...)`` in backbone configs names a method of :data:`soma.peft.PEFT_METHODS`; registering
-    its config class here lets the config checks know the type."""
-    from soma.peft import PEFT_METHODS
-
-    for name, method in PEFT_METHODS.items():
-        for registry in (SEG_MODELS, DET_MODELS):
-            registry.register_module(name=name, module=method.config_class, force=True)
-
-
-_register_peft_types()

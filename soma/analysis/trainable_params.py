@@ -35,7 +35,9 @@ def build_backbone(config: Path, arch: str) -> torch.nn.Module:
     from mmengine.registry import DefaultScope
     from mmseg.registry import MODELS
 
-    import soma  # noqa: F401  (registers the backbones)
+    from soma import register_all_modules
+
+    register_all_modules()
 
     backbone = Config.fromfile(str(config)).model.backbone
     backbone.init_cfg = None

@@ -1,12 +1,15 @@
-"""Adapter methods for any ``nn.Module``, in pure PyTorch: SoMA (and PiSSA, LoRA), DoRA, and any HF peft tuner.
+"""Adapter methods for any ``nn.Module``, in pure PyTorch: SoMA (and PiSSA, LoRA), DoRA, Rein and any HF peft tuner.
 
 SoMA paper: "SoMA: Singular Value Decomposed Minor Components Adaptation for Domain Generalizable Representation
-Learning", arXiv:2412.04077. Layout follows peft's tuners: :mod:`.base` (the adapter protocol every method
-implements: :class:`AdapterLayer`, :class:`AdapterModule`), :mod:`.config` (the dataclasses), :mod:`.layer`
-(SoMA's adapted Linear and the SoMA method), :mod:`.dora` (DoRA), :mod:`.hf_peft` (HF peft tuners, peft imported
-only when used), :mod:`.model` (finding, freezing, merging, unloading, counting, for every method), :mod:`.state`
-(adapter state dicts), :mod:`.registry` (methods by name, ``peft=dict(type=...)``) and :mod:`.decompose` (the
-exact float64 partial SVD).
+Learning", arXiv:2412.04077. Importing this package imports torch (and numpy) only: nothing of OpenMMLab, and peft or
+transformers only when an HF method or export is used.
+
+Layout, as peft's tuners: the method-independent parts are :mod:`.base` (the adapter protocol every method
+implements: :class:`AdapterLayer`, :class:`AdapterModule`), :mod:`.model` (finding, freezing, merging, unloading,
+counting), :mod:`.registry` (method configs and methods by name, ``peft=dict(type=...)``), :mod:`.state` (adapter
+state dicts) and :mod:`.decompose` (the exact float64 partial SVD); :mod:`.lowrank` is what the low-rank methods
+share (config, layer, injection). Each method is one module that registers itself when imported: :mod:`.soma`
+(SoMA, PiSSA and LoRA initialisations), :mod:`.dora`, :mod:`.rein`, :mod:`.hf_peft`.
 
 Example::
 
@@ -16,22 +19,18 @@ Example::
     print(trainable_parameters(model))
 """
 from .base import AdapterLayer, AdapterModule, OptionChange, adapter_tensor_names, register_adapter_layer_view
-from .config import LowRankConfig, SoMAConfig
 from .decompose import svd_components
-from .layer import LowRankLinear, SoMALinear, apply_soma, initialize_soma, soma_layers
+from .dora import DoRAConfig, DoRALinear, apply_dora, initialize_dora
+from .hf_peft import HFPeftConfig, HFTunerLayer, apply_hf_peft, initialize_hf_peft
+from .lowrank import LowRankConfig, LowRankLinear, inject_low_rank_layers
 from .model import (TrainableSummary, adapter_key_layer, adapter_keys, adapter_layers, adapter_modules,
-                    inject_adapter_layers, is_adapter_key, mark_only_adapters_trainable, merge_adapters, merge_soma,
-                    method_trained_tensors, state_adapter_keys, trainable_parameters, unload_adapters, unload_soma,
-                    unmerge_adapters, unmerge_soma)
+                    is_adapter_key, mark_only_adapters_trainable, merge_adapters, merge_soma, method_trained_tensors,
+                    state_adapter_keys, trainable_parameters, unload_adapters, unload_soma, unmerge_adapters,
+                    unmerge_soma)
 from .registry import PEFT_METHODS, PeftMethod, build_peft_config, peft_method, register_peft_method
 from .rein import ReinConfig, Reins, apply_rein, initialize_rein, rein_modules
+from .soma import SoMAConfig, SoMALinear, apply_soma, initialize_soma, soma_layers
 from .state import adapter_state_dict, load_adapter_state_dict, load_soma_state_dict, soma_state_dict
-
-register_peft_method("SoMA", SoMAConfig, apply_soma, initialize_soma)
-register_peft_method("Rein", ReinConfig, apply_rein, initialize_rein)
-
-from .dora import DoRAConfig, DoRALinear, apply_dora, initialize_dora  # noqa: E402  (registers "DoRA")
-from .hf_peft import HFPeftConfig, HFTunerLayer, apply_hf_peft, initialize_hf_peft  # noqa: E402  ("HFPeft")
 
 __all__ = [
     "SoMAConfig",
@@ -51,7 +50,7 @@ __all__ = [
     # the adapter protocol and the functions that work for every method
     "AdapterLayer", "AdapterModule", "LowRankConfig", "LowRankLinear", "register_adapter_layer_view",
     "adapter_layers", "adapter_modules", "merge_adapters", "unmerge_adapters", "unload_adapters",
-    "mark_only_adapters_trainable", "inject_adapter_layers", "adapter_state_dict", "load_adapter_state_dict",
+    "mark_only_adapters_trainable", "inject_low_rank_layers", "adapter_state_dict", "load_adapter_state_dict",
     "is_adapter_key", "adapter_key_layer", "adapter_tensor_names", "adapter_keys", "state_adapter_keys",
     "method_trained_tensors", "OptionChange",
     # the other methods

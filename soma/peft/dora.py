@@ -21,9 +21,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import LowRankConfig
-from .layer import LowRankLinear
-from .model import adapter_layers, inject_adapter_layers
+from .lowrank import LowRankConfig, LowRankLinear, inject_low_rank_layers
+from .model import adapter_layers
 from .registry import register_peft_method
 
 __all__ = ["DoRAConfig", "DoRALinear", "apply_dora", "initialize_dora"]
@@ -31,7 +30,7 @@ __all__ = ["DoRAConfig", "DoRALinear", "apply_dora", "initialize_dora"]
 
 @dataclass
 class DoRAConfig(LowRankConfig):
-    """Which linear layers DoRA adapts: the :class:`~soma.peft.config.LowRankConfig` fields (rank, scale, targets,
+    """Which linear layers DoRA adapts: the :class:`~soma.peft.lowrank.LowRankConfig` fields (rank, scale, targets,
     blocks, ``fused_splits``, ``rank_pattern``, ``train_bias``)."""
 
     method_name: ClassVar[str] = "DoRA"
@@ -41,7 +40,7 @@ class DoRALinear(LowRankLinear):
     """DoRA adapter around an ``nn.Linear`` (see the module docstring).
 
     Args:
-        base_layer, r, alpha, splits, train_bias: as :class:`~soma.peft.layer.LowRankLinear`.
+        base_layer, r, alpha, splits, train_bias: as :class:`~soma.peft.lowrank.LowRankLinear`.
         initialize: set the magnitude from the current base weight now; ``False`` leaves it for
             :meth:`initialize` (models whose pretrained weights load after their structure is built).
     """
@@ -163,7 +162,7 @@ def apply_dora(model: nn.Module, config: DoRAConfig | dict, initialize: bool = T
         return DoRALinear(module, rank, alpha=config.alpha, splits=splits, train_bias=config.train_bias,
                           initialize=initialize)
 
-    return inject_adapter_layers(model, config, make_layer)
+    return inject_low_rank_layers(model, config, make_layer)
 
 
 def initialize_dora(model: nn.Module) -> nn.Module:

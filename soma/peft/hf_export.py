@@ -27,7 +27,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from .layer import SoMALinear, soma_layers
+from .soma import SoMALinear, soma_layers
 
 __all__ = ["ADAPTER_CONFIG_NAME", "ADAPTER_WEIGHTS_NAME", "PEFT_KEY_PREFIX", "SoMAStart", "soma_start_state",
            "lora_factors", "peft_lora_adapter", "save_peft_lora_adapter"]

@@ -26,9 +26,8 @@ import torch
 import torch.nn as nn
 
 from .base import AdapterLayer, register_adapter_layer_view
-from .config import _is_int
 from .model import CONFIG_ATTR, adapter_layers, check_not_adapted
-from .registry import MethodConfig, register_peft_method
+from .registry import MethodConfig, is_int, register_peft_method
 
 __all__ = ["HFPeftConfig", "HFTunerLayer", "apply_hf_peft", "initialize_hf_peft", "PEFT_REQUIREMENT"]
 
@@ -79,7 +78,7 @@ class HFPeftConfig(MethodConfig):
             self.target_modules = tuple(self.target_modules)
         for name in ("start_block", "end_block"):
             value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 0):
+            if value is not None and (not is_int(value) or value < 0):
                 raise ValueError(f"`{name}` must be None or an int >= 0, got {value!r}.")
         if self.end_block is not None and (self.start_block is None or self.end_block <= self.start_block):
             raise ValueError(f"`end_block` needs a smaller `start_block`, got start_block={self.start_block!r}, "

@@ -7,9 +7,8 @@ parameter names. Nothing here names a method: SoMA, DoRA and HF peft layers are 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -98,22 +97,9 @@ def is_adapter_key(key: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- injecting
-def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
+def set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     parent, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent) if parent else model, child, module)
-
-
-def _no_match_error(model: nn.Module, config: Any) -> ValueError:
-    names = [n for n, _ in model.named_modules() if n]
-    named = [n for n in names if config.is_named_target(n)]
-    linears = [n for n, m in model.named_modules() if n and isinstance(m, nn.Linear)]
-    if named:  # the names exist, but the block range excludes all of them
-        return ValueError(f"`target_modules`={config.target_modules!r} matches {len(named)} module(s) (e.g. "
-                          f"{named[:3]}), but none in blocks [{config.start_block}, {config.end_block}) by "
-                          f"`block_pattern`={config.block_pattern!r}; check `start_block`/`end_block`.")
-    return ValueError(f"no module matches `target_modules`={config.target_modules!r}; modules of this model "
-                      f"include {(linears or names)[:8]} (names match exactly, as a dotted suffix, or by one "
-                      "regex string).")
 
 
 def check_not_adapted(model: nn.Module) -> None:
@@ -123,51 +109,6 @@ def check_not_adapted(model: nn.Module) -> None:
         kinds = sorted({layer.layer_type for layer in layers.values()})
         raise ValueError(f"adapters are already applied to this model ({len(layers)} adapter layers: {kinds}); "
                          "call unload_adapters(model) first to apply them again.")
-
-
-def inject_adapter_layers(model: nn.Module, config: Any,
-                          make_layer: Callable[[nn.Linear, int, int], AdapterLayer]) -> nn.Module:
-    """Wrap the ``nn.Linear`` layers that ``config`` targets by ``make_layer(linear, rank, splits)``, in place.
-
-    ``config`` is a :class:`soma.peft.config.LowRankConfig` (``is_target``, ``rank_for``, ``splits_for``).
-    Every parameter of ``model`` is frozen; then each adapter layer's trained tensors are made trainable. All
-    checks run before the model is touched, and the config is recorded as ``model.adapter_config``.
-
-    Raises:
-        ValueError: adapters are already applied, no module matches, every match has rank 0, or ``make_layer``
-            refuses a rank (the message names the layer).
-        TypeError: a matched module is not an ``nn.Linear``.
-    """
-    from .layer import check_rank  # the rank limits every low-rank layer shares
-
-    check_not_adapted(model)
-    matched = [(name, module) for name, module in model.named_modules() if config.is_target(name)]
-    if not matched:
-        raise _no_match_error(model, config)
-    plan = []
-    for name, module in matched:
-        rank = config.rank_for(name)
-        if rank == 0:  # disabled by rank_pattern
-            continue
-        if not isinstance(module, nn.Linear):
-            raise TypeError(f"target module '{name}' is a {type(module).__name__}; {config.method_name} adapts "
-                            "nn.Linear only. Make `target_modules` more specific (e.g. 'attn.proj' instead of "
-                            "'proj').")
-        splits = config.splits_for(name)
-        try:
-            check_rank(rank, module.out_features, module.in_features, splits)
-        except ValueError as error:
-            raise ValueError(f"layer '{name}': {error}") from None
-        plan.append((name, module, rank, splits))
-    if not plan:
-        raise ValueError(f"every module matched by `target_modules`={config.target_modules!r} has rank 0 in "
-                         f"`rank_pattern`={config.rank_pattern!r}; nothing to adapt.")
-    model.requires_grad_(False)
-    for name, module, rank, splits in plan:
-        _set_submodule(model, name, make_layer(module, rank, splits))
-    mark_only_adapters_trainable(model)
-    setattr(model, CONFIG_ATTR, config)
-    return model
 
 
 def method_trained_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -233,7 +174,7 @@ def unload_adapters(model: nn.Module, merge: bool = True) -> nn.Module:
         else:
             layer.unmerge()
         if name:
-            _set_submodule(model, name, layer.unwrapped())
+            set_submodule(model, name, layer.unwrapped())
     if hasattr(model, CONFIG_ATTR) and not adapter_modules(model):
         delattr(model, CONFIG_ATTR)
     return model

@@ -14,8 +14,13 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
-__all__ = ["MethodConfig", "PeftMethod", "PEFT_METHODS", "register_peft_method", "peft_method", "build_peft_config",
-           "refuse_unknown_options"]
+__all__ = ["is_int", "MethodConfig", "PeftMethod", "PEFT_METHODS", "register_peft_method", "peft_method",
+           "build_peft_config", "refuse_unknown_options"]
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an int and not a bool (``r=True`` is a typo, not a rank)."""
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def refuse_unknown_options(owner: str, given: Iterable[str], valid: Sequence[str], where: str = "", hint: str = "",

@@ -46,9 +46,8 @@ import torch
 import torch.nn as nn
 
 from .base import BlockRefiner, OptionChange
-from .config import _is_int
 from .model import CONFIG_ATTR, check_not_adapted
-from .registry import MethodConfig
+from .registry import MethodConfig, is_int, register_peft_method
 
 __all__ = ["ReinConfig", "Reins", "apply_rein", "initialize_rein", "rein_modules"]
 
@@ -87,18 +86,18 @@ class ReinConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         # Token 0 only normalises the similarity, so at least one more token must carry features.
-        if not _is_int(self.num_tokens) or self.num_tokens < 2:
+        if not is_int(self.num_tokens) or self.num_tokens < 2:
             raise ValueError(f"`num_tokens` must be an int >= 2, got {self.num_tokens!r}.")
-        if self.token_rank is not None and (not _is_int(self.token_rank) or self.token_rank <= 0):
+        if self.token_rank is not None and (not is_int(self.token_rank) or self.token_rank <= 0):
             raise ValueError(f"`token_rank` must be a positive int or None (full tokens), got {self.token_rank!r}.")
-        if not _is_int(self.start_block) or self.start_block < 0:
+        if not is_int(self.start_block) or self.start_block < 0:
             raise ValueError(f"`start_block` must be an int >= 0, got {self.start_block!r}.")
-        if self.end_block is not None and (not _is_int(self.end_block) or self.end_block <= self.start_block):
+        if self.end_block is not None and (not is_int(self.end_block) or self.end_block <= self.start_block):
             raise ValueError(f"`end_block` must be None or an int > start_block={self.start_block}, "
                              f"got {self.end_block!r}.")
         if not isinstance(self.link_queries, bool):
             raise ValueError(f"`link_queries` must be True or False, got {self.link_queries!r}.")
-        if not _is_int(self.query_dim) or self.query_dim <= 0:
+        if not is_int(self.query_dim) or self.query_dim <= 0:
             raise ValueError(f"`query_dim` must be a positive int, got {self.query_dim!r}.")
         if isinstance(self.scale_init, bool) or not isinstance(self.scale_init, (int, float)) \
                 or not math.isfinite(self.scale_init):
@@ -289,7 +288,7 @@ def apply_rein(model: nn.Module, config: ReinConfig | dict, initialize: bool = T
         raise ValueError("Rein is already applied to this model (it contains a Reins module).")
     check_not_adapted(model)  # one method per model: its config is the one recorded
     blocks, embed_dim = getattr(model, "blocks", None), getattr(model, "embed_dim", None)
-    if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or not _is_int(embed_dim):
+    if not isinstance(blocks, (nn.Sequential, nn.ModuleList)) or not is_int(embed_dim):
         raise ValueError("Rein adapts a timm ViT: the model needs `blocks` (a sequence of blocks) and an int "
                          f"`embed_dim`; got a {type(model).__name__}.")
     patch_size = _patch_size(model)
@@ -318,3 +317,6 @@ def initialize_rein(model: nn.Module) -> nn.Module:
     for module in modules.values():
         module.reset_parameters()
     return model
+
+
+register_peft_method("Rein", ReinConfig, apply_rein, initialize_rein)

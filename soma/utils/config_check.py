@@ -59,7 +59,9 @@ def registered_type_names() -> dict[str, frozenset[str]]:
     from mmdet.utils import register_all_modules as register_det
     from mmseg.utils import register_all_modules as register_seg
 
-    import soma  # noqa: F401  (our modules)
+    from soma import register_all_modules
+
+    register_all_modules()
 
     register_seg(init_default_scope=False)
     register_det(init_default_scope=False)
@@ -99,6 +101,16 @@ def _is_mmcv_op(key_path: str, type_name: str) -> bool:
     return hasattr(mmcv.ops, type_name)
 
 
+def _check_peft_type(key_path: str, type_name: str) -> None:
+    from soma.peft import PEFT_METHODS
+
+    if type_name not in PEFT_METHODS:
+        close = difflib.get_close_matches(type_name, sorted(PEFT_METHODS), n=3, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
+        raise UnknownTypeError(f"unknown adapter method '{type_name}' at `{key_path}`; soma.peft knows "
+                               f"{sorted(PEFT_METHODS)}.{hint}")
+
+
 def check_config_types(cfg: Any) -> None:
     """Raise :class:`UnknownTypeError` for the first ``type`` name no registry knows.
 
@@ -115,7 +127,10 @@ def check_config_types(cfg: Any) -> None:
     for key_path, type_name in _iter_types(cfg, ""):
         if _is_mmcv_op(key_path, type_name):
             continue
-        if ".peft." in f".{key_path}" and not key_path.endswith("peft.type"):
+        if key_path == "peft.type" or key_path.endswith(".peft.type"):
+            _check_peft_type(key_path, type_name)  # an adapter method: soma.peft's registry, not OpenMMLab's
+            continue
+        if ".peft." in f".{key_path}":
             continue  # inside an adapter method's options: its own class names (HFPeft: peft's LoraConfig, ...)
         scope, _, bare = type_name.rpartition(".")
         candidates = names.get(scope, frozenset()) | names["mmengine"] if scope else known_anywhere
@@ -128,7 +143,7 @@ def check_config_types(cfg: Any) -> None:
         raise UnknownTypeError(
             f"unknown type '{type_name}' at `{key_path}`: it is not registered in "
             f"{scope or 'mmengine, mmseg or mmdet'}.{hint} SoMA's own types are registered by "
-            "`custom_imports = dict(imports=['soma'], allow_failed_imports=False)` in the config."
+            "`custom_imports` in the config (see soma.OPENMMLAB_PACKAGES)."
         )
 
 

@@ -27,7 +27,7 @@ def tiny_cfg(tmp_path):
 def build(model_cfg):
     from mmdet.registry import MODELS
 
-    import soma  # noqa: F401  (registers CoDINO)
+    import soma.models  # noqa: F401  (registers CoDINO)
 
     torch.manual_seed(0)
     model = MODELS.build(copy.deepcopy(model_cfg))

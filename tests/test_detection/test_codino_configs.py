@@ -21,7 +21,7 @@ DOMAINS = ["daytime_clear", "daytime_foggy", "dusk_rainy", "night_rainy", "night
 def test_builds_at_full_size(path, backbone, mmdet_scope):
     from mmdet.registry import MODELS
 
-    import soma  # noqa: F401
+    import soma.models  # noqa: F401  (registers CoDINO)
 
     cfg = Config.fromfile(str(path))
     if backbone:
@@ -125,7 +125,7 @@ def test_released_train_pipeline_gives_padded_1024_crops(tmp_path, mmdet_scope):
     """Scale jitter, 1024 crop, pad with 114 and photometric distortion on a DWD-like image (real files)."""
     import numpy as np
 
-    import soma  # noqa: F401
+    import soma.models  # noqa: F401  (registers CoDINO)
     from soma.datasets import DWDDataset
 
     from .conftest import make_dwd_like

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow  # end-to-end runs of the tools: the slow tier
 TOLERANCE = 1e-5
 CONFIG = """
 _base_ = ["{repo}/configs/_base_/default_runtime.py", "{repo}/configs/_base_/schedules/soma_40k.py"]
-custom_imports = dict(imports=["soma"], allow_failed_imports=False)
+custom_imports = dict(imports=["soma.models", "soma.datasets", "soma.evaluation", "soma.engine"],
+                      allow_failed_imports=False)
 model = dict(
     type="SoMAEncoderDecoder",
     data_preprocessor=dict(type="SegDataPreProcessor", mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],

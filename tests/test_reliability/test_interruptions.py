@@ -49,6 +49,13 @@ class RaiseOutOfMemoryHook(Hook):
 '''
 
 
+def custom_imports(module):
+    """The config line that imports soma's registered parts and the test's own ``module``."""
+    from soma import OPENMMLAB_PACKAGES
+
+    return f"custom_imports = dict(imports={[*OPENMMLAB_PACKAGES, module]!r})\n"
+
+
 def write_config(tmp_path, name, extra=""):
     config = tmp_path / f"{name}.py"
     config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data") + textwrap.dedent(extra))
@@ -88,7 +95,7 @@ def test_killed_mid_save_then_resume_matches_the_uninterrupted_run(tmp_path, dat
     assert result.returncode == 0, result.stderr[-3000:]
 
     (tmp_path / "kill_mid_save.py").write_text(KILL_MID_SAVE)
-    killed = write_config(tmp_path, "killed", schedule + 'custom_imports = dict(imports=["soma", "kill_mid_save"])\n')
+    killed = write_config(tmp_path, "killed", schedule + custom_imports("kill_mid_save"))
     result = train(killed, tmp_path / "b", env_path=str(tmp_path))
     assert result.returncode == 137
     assert not (tmp_path / "b/iter_4.pth").exists()  # no truncated checkpoint under the real name
@@ -103,8 +110,8 @@ def test_killed_mid_save_then_resume_matches_the_uninterrupted_run(tmp_path, dat
 
 def test_out_of_memory_says_what_to_change(tmp_path, data):
     (tmp_path / "raise_oom.py").write_text(RAISE_OOM)
-    config = write_config(tmp_path, "oom", 'custom_imports = dict(imports=["soma", "raise_oom"])\n'
-                                           'custom_hooks = [dict(type="RaiseOutOfMemoryHook")]\n')
+    config = write_config(tmp_path, "oom", custom_imports("raise_oom")
+                          + 'custom_hooks = [dict(type="RaiseOutOfMemoryHook")]\n')
     result = train(config, tmp_path / "work", env_path=str(tmp_path))
     assert result.returncode != 0
     message = result.stderr.strip().splitlines()[-1]

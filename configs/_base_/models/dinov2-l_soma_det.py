@@ -3,7 +3,8 @@
 # The pyramid is the backbone's parameter-free bilinear resizes of blocks 7/11/15/23 (strides 4/8/16/32, 1024
 # channels each); ChannelMapper projects every level to the detector's 256 channels.
 # Swap the backbone with a one-line edit, e.g. model = dict(backbone=dict(type="EVA02")).
-custom_imports = dict(imports=["soma"], allow_failed_imports=False)
+custom_imports = dict(imports=["soma.models", "soma.datasets", "soma.evaluation", "soma.engine"],
+                      allow_failed_imports=False)
 
 embed_dims = 256
 model = dict(

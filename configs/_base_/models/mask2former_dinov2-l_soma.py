@@ -1,6 +1,7 @@
 # Mask2Former (mmseg) on a DINOv2-L backbone adapted with SoMA (r=16, blocks 8-23), as published.
 # Swap the backbone with a one-line edit, e.g. model = dict(backbone=dict(type="EVA02")).
-custom_imports = dict(imports=["soma"], allow_failed_imports=False)
+custom_imports = dict(imports=["soma.models", "soma.datasets", "soma.evaluation", "soma.engine"],
+                      allow_failed_imports=False)
 
 crop_size = (512, 512)
 num_classes = 19

@@ -1,4 +1,4 @@
-"""``SoMALinear``: a frozen linear layer whose minor singular components are trainable (arXiv:2412.04077).
+"""SoMA: a frozen linear layer whose minor singular components are trainable (arXiv:2412.04077).
 
 For a pretrained weight ``W = U S Vᴴ``, rank r and ``scale = alpha / r``: keep the r smallest
 triplets (``init="minor"``; ``"principal"`` keeps the r largest, PiSSA-style), set ``S_r ← S_r / scale`` and
@@ -13,22 +13,62 @@ the function starts at ``W + scale·B₀A₀`` (that code decomposes the layer b
 the load then overwrites only the residual slot with W). The layer wraps the original ``nn.Linear`` as
 ``base_layer`` (peft's composition pattern), so nothing is copied and unwrapping is exact.
 
-:class:`LowRankLinear` holds what the low-rank methods share (``lora_A``/``lora_B``, fused slices, merging, the
-adapter branch of the forward; DoRA builds on it too); :class:`SoMALinear` adds SoMA's initialisations. The SoMA
-method itself (:func:`apply_soma`, :func:`initialize_soma`, :func:`soma_layers`) is at the end of this module.
+This module is the SoMA method, as peft's ``tuners/lora`` is LoRA: its config (:class:`SoMAConfig`), its layer
+(:class:`SoMALinear`, on :class:`~soma.peft.lowrank.LowRankLinear`) and its model functions (:func:`apply_soma`,
+:func:`initialize_soma`, :func:`soma_layers`); it registers itself as ``peft=dict(type="SoMA")``.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .base import AdapterLayer
-from .config import INIT_MODES, SoMAConfig
 from .decompose import resolve_method, svd_components
-from .model import CONFIG_ATTR, inject_adapter_layers
+from .lowrank import LowRankConfig, LowRankLinear, inject_low_rank_layers
+from .model import CONFIG_ATTR
+from .registry import is_int, register_peft_method
+
+__all__ = ["SoMAConfig", "SoMALinear", "apply_soma", "initialize_soma", "soma_layers", "INIT_MODES", "SVD_METHODS"]
+
+INIT_MODES = ("minor", "principal", "lora", "released")
+SVD_METHODS = ("auto", "gram", "svd")
+
+@dataclass
+class SoMAConfig(LowRankConfig):
+    """Which linear layers SoMA adapts (the :class:`~soma.peft.lowrank.LowRankConfig` fields), and how.
+
+    Args:
+        init: ``"minor"`` adapts the r smallest singular components (SoMA), ``"principal"`` the r largest
+            (PiSSA), ``"lora"`` is plain LoRA (Kaiming-uniform A, zero B, base weight untouched).
+            ``"released"`` reproduces what the official SoMA code (github ysj9909/SoMA) trains: the adapters
+            hold the r smallest singular triplets of a *random* ``nn.Linear`` default initialisation (float32
+            SVD), the base weight keeps the pretrained W, so training starts at ``W + scale·B₀A₀``
+            (see :func:`soma.peft.initialize_soma` for how the random weights are drawn).
+        svd_method: ``"svd"`` (float64 ``torch.linalg.svd``), ``"gram"`` (float64 Gram matrix + symmetric
+            eigensolver) or ``"auto"`` (the one measured faster on the layer's device type).
+        init_seed: seed of the random weights of ``init="released"`` (the official configs' runtime seed is 42);
+            unused by the other modes.
+
+    Fused layers (``fused_splits``) are decomposed slice by slice, each with its own SVD.
+    """
+
+    method_name: ClassVar[str] = "SoMA"
+
+    init: Literal["minor", "principal", "lora", "released"] = "minor"
+    svd_method: Literal["auto", "gram", "svd"] = "auto"
+    init_seed: int = 42
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.init not in INIT_MODES:
+            raise ValueError(f"`init` must be one of {INIT_MODES}, got {self.init!r}.")
+        if self.svd_method not in SVD_METHODS:
+            raise ValueError(f"`svd_method` must be one of {SVD_METHODS}, got {self.svd_method!r}.")
+        if not is_int(self.init_seed) or self.init_seed < 0:
+            raise ValueError(f"`init_seed` must be an int >= 0, got {self.init_seed!r}.")
 
 
 def default_linear_weight(out_features: int, in_features: int, bias: bool = True,
@@ -55,176 +95,6 @@ def minor_factors_float32(weight: torch.Tensor, r: int, scale: float) -> tuple[t
     u, s, vh = torch.linalg.svd(weight.to(torch.float32), full_matrices=False)
     root = torch.diag(torch.sqrt(s[-r:] / scale))
     return root @ vh[-r:], u[:, -r:] @ root
-
-
-def check_rank(r: int, out_features: int, in_features: int, splits: int = 1) -> None:
-    """Raise ``ValueError`` unless a ``Linear(in_features, out_features)`` can hold a rank-r adapter.
-
-    Each of the ``splits`` output slices needs ``0 < r < min(out_features / splits, in_features)``: at the full
-    rank the residual would be empty and "minor" and "principal" would be the same thing.
-    """
-    shape = f"Linear(in_features={in_features}, out_features={out_features})"
-    if isinstance(splits, bool) or not isinstance(splits, int) or splits < 1 or out_features % splits:
-        raise ValueError(f"`splits` must be a positive int dividing out_features={out_features} of {shape}, "
-                         f"got {splits!r}.")
-    limit = min(out_features // splits, in_features)
-    if isinstance(r, bool) or not isinstance(r, int) or not 0 < r < limit:
-        raise ValueError(f"`r` must satisfy 0 < r < min(out/splits, in) = {limit} for {shape} with "
-                         f"splits={splits}, got {r!r}.")
-
-
-class LowRankLinear(AdapterLayer):
-    """A frozen ``nn.Linear`` plus a trainable low-rank update ``scale · B A`` (the part LoRA, SoMA and DoRA share).
-
-    Args:
-        base_layer: the pretrained layer (wrapped, not copied; its weight is frozen).
-        r: adapter rank (per output slice when ``splits > 1``).
-        alpha: scaling numerator, ``scale = alpha / r``. Default: ``None`` (``alpha = r``).
-        splits: number of equal output slices with their own adapter (3 for a fused q/k/v projection). The
-            adapter is block-diagonal: rows ``i*r:(i+1)*r`` of ``lora_A`` pair with the rows of ``lora_B``
-            that belong to slice i, exactly as if the slices were separate layers.
-        train_bias: the base layer's bias is trainable.
-
-    ``lora_A`` starts Kaiming-uniform and ``lora_B`` at zero (peft's LoRA initialisation): the function is
-    unchanged until the adapter trains or a subclass initialises it otherwise.
-
-    Raises:
-        TypeError: ``base_layer`` is not an ``nn.Linear``.
-        ValueError: ``base_layer`` is already adapted, or ``r``/``splits``/``alpha`` are invalid.
-    """
-
-    adapter_tensor_names = ("lora_A", "lora_B")
-
-    def __init__(self, base_layer: nn.Linear, r: int, alpha: float | None = None, splits: int = 1,
-                 train_bias: bool = True) -> None:
-        super().__init__()
-        if isinstance(base_layer, AdapterLayer):
-            raise ValueError(f"this layer is already adapted ({type(base_layer).__name__}); call "
-                             "unload_adapters() before adapting it again.")
-        if not isinstance(base_layer, nn.Linear):
-            raise TypeError(f"{self.method_name} adapts nn.Linear layers only, got {type(base_layer).__name__}.")
-        out_features, in_features = base_layer.weight.shape
-        check_rank(r, out_features, in_features, splits)
-        if alpha is not None and not alpha > 0:
-            raise ValueError(f"`alpha` must be positive or None (meaning alpha = r), got {alpha!r}.")
-        self.base_layer = base_layer
-        self._r, self._splits, self._merged = r, splits, False
-        self._scale = float(alpha if alpha is not None else r) / r
-        self.train_bias = train_bias
-        factory = dict(device=base_layer.weight.device, dtype=base_layer.weight.dtype)
-        self.lora_A = nn.Parameter(torch.empty(splits * r, in_features, **factory))
-        self.lora_B = nn.Parameter(torch.zeros(out_features, r, **factory))
-        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft's LoRA; B = 0 keeps the function
-        base_layer.weight.requires_grad_(False)
-        if base_layer.bias is not None:
-            base_layer.bias.requires_grad_(train_bias)
-
-    # ------------------------------------------------------------------ read-only facts
-    @property
-    def in_features(self) -> int:
-        return self.base_layer.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base_layer.out_features
-
-    @property
-    def r(self) -> int:
-        """Rank per output slice."""
-        return self._r
-
-    @property
-    def splits(self) -> int:
-        """Number of output slices with their own adapter (3 for fused q/k/v)."""
-        return self._splits
-
-    @property
-    def scale(self) -> float:
-        """``alpha / r``."""
-        return self._scale
-
-    @property
-    def merged(self) -> bool:
-        """Whether ``scale·BA`` is currently folded into the base weight."""
-        return self._merged
-
-    # ------------------------------------------------------------------ weights
-    @property
-    def adapted_matrices(self) -> int:
-        return self.splits
-
-    def low_rank_weight(self) -> torch.Tensor:
-        """``scale · B A`` as an (out × in) matrix, block-diagonal over the output slices."""
-        b = self.lora_B.view(self.splits, self.out_features // self.splits, self.r)
-        a = self.lora_A.view(self.splits, self.r, self.in_features)
-        return (torch.bmm(b, a) * self.scale).reshape(self.out_features, self.in_features)
-
-    def delta_weight(self) -> torch.Tensor:
-        """The change to the base weight: ``scale · B A`` (see :meth:`low_rank_weight`)."""
-        return self.low_rank_weight()
-
-    def trained_tensors(self) -> dict[str, torch.Tensor]:
-        """``lora_A``, ``lora_B`` and, with ``train_bias``, the base bias (chosen by structure, not by name)."""
-        tensors = {name: self.get_parameter(name) for name in self.adapter_tensor_names}
-        if self.train_bias and self.base_layer.bias is not None:
-            tensors[f"{self.base_layer_name}.bias"] = self.base_layer.bias
-        return tensors
-
-    def layer_info(self) -> dict:
-        return {"out_features": self.out_features, "in_features": self.in_features, "r": self.r,
-                "splits": self.splits, "scale": self.scale, "train_bias": self.train_bias}
-
-
-    @torch.no_grad()
-    def merge(self, safe_merge: bool = False) -> None:
-        """Fold :meth:`delta_weight` into the base weight (no adapter cost at inference). Idempotent.
-
-        Args:
-            safe_merge: check the merged weight for NaN/Inf before writing it (peft's ``safe_merge``).
-        """
-        if not self.merged:
-            self._add_delta(+1.0, safe_merge)
-            self._merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        """Undo :meth:`merge`. Idempotent."""
-        if self.merged:
-            self._add_delta(-1.0, False)
-            self._merged = False
-
-    def _add_delta(self, sign: float, check: bool) -> None:
-        weight = self.base_layer.weight
-        # At least float32 for the sum, so that bf16/fp16 weights are rounded once, not twice.
-        work = torch.promote_types(weight.dtype, torch.float32)
-        updated = weight.to(work) + sign * self.delta_weight().to(work)
-        if check and not torch.isfinite(updated).all():
-            raise ValueError(f"merging the adapter of {self.base_layer} gives NaN/Inf weights; not merged.")
-        weight.copy_(updated)
-
-    # ------------------------------------------------------------------ forward
-    def low_rank_update(self, x: torch.Tensor) -> torch.Tensor:
-        """``scale · x Aᵀ Bᵀ`` (block-diagonal over the slices) in ``x``'s dtype, without forming ``B A``."""
-        # The adapter runs in the input dtype (under autocast F.linear casts further, as for the base layer).
-        hidden = F.linear(x, self.lora_A.to(x.dtype))  # (..., splits*r)
-        b = self.lora_B.to(x.dtype)
-        if self.splits == 1:
-            update = F.linear(hidden, b)
-        else:  # block-diagonal: slice i of the output only sees rows i*r:(i+1)*r of the hidden code
-            hidden = hidden.unflatten(-1, (self.splits, self.r))
-            b = b.view(self.splits, self.out_features // self.splits, self.r)
-            update = torch.einsum("...sr,sor->...so", hidden, b).flatten(-2)
-        return update * self.scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base_layer(x)
-        if self.merged:
-            return out
-        return out + self.low_rank_update(x).to(out.dtype)
-
-    def extra_repr(self) -> str:
-        return (f"r={self.r}, scale={self.scale:g}, splits={self.splits}, train_bias={self.train_bias}, "
-                f"merged={self.merged}")
 
 
 class SoMALinear(LowRankLinear):
@@ -374,7 +244,7 @@ def apply_soma(model: nn.Module, config: SoMAConfig | dict, initialize: bool = T
         return SoMALinear(module, rank, alpha=config.alpha, init=config.init, splits=splits,
                           train_bias=config.train_bias, svd_method=config.svd_method, initialize=initialize)
 
-    return inject_adapter_layers(model, config, make_layer)
+    return inject_low_rank_layers(model, config, make_layer)
 
 
 def initialize_soma(model: nn.Module) -> nn.Module:
@@ -427,3 +297,6 @@ def _replay_construction(model: nn.Module, config: SoMAConfig | None, generator:
             if module.bias is not None:
                 bound = 1 / math.sqrt(weight[0].numel())
                 torch.empty(module.bias.shape).uniform_(-bound, bound, generator=generator)
+
+
+register_peft_method("SoMA", SoMAConfig, apply_soma, initialize_soma)
