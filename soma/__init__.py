@@ -7,7 +7,7 @@ parts register themselves when their package is imported, which the configs ask 
                           allow_failed_imports=False)
 
 mmengine's checkpoint loading and file writes and mmcv's ops are set up only by
-:func:`soma.apis.runtime.setup_runtime`, which tools/train.py and tools/test.py call.
+:func:`soma.utils.runtime.setup_runtime`, which tools/train.py and tools/test.py call.
 """
 __version__ = "0.1.0"
 

@@ -9,7 +9,7 @@ condition. This tool runs the config's test loop (mmengine's Runner, as tools/te
 ``ROOT/rgb_anon/<cond>/test/<seq>/*_rgb_anon.png`` at the config's ACDC test resolution (its ``DGACDCDataset``
 pipeline: Resize to 1920x1080, slide inference), its metric only writing the predictions
 (``DomainIoUMetric(format_only=True, output_dir=...)``, mmseg's format), and writes, for each image
-``NAME_rgb_anon.png`` (the work is done by soma/evaluation/acdc_submission.py):
+``NAME_rgb_anon.png`` (the work is done by soma/apis/acdc_submission.py):
 
 * ``DIR/labelTrainIds/NAME_rgb_anon.png``: an 8-bit single-channel PNG of the input's size (1920x1080) holding the
   Cityscapes **trainIds** 0-18 of the prediction;
@@ -39,7 +39,7 @@ The checkpoint is loaded strictly (``--non-strict`` loads what fits). An output 
 submission is reused only with ``--force`` (its predictions of other conditions are then removed); it must not
 lie inside the ACDC folder.
 """
-from soma.evaluation.acdc_submission import main
+from soma.apis.acdc_submission import main
 
 if __name__ == "__main__":
     main()

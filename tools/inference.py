@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import torch
 
 from soma.apis.inference import run_inference
-from soma.apis.runtime import setup_runtime
+from soma.utils.runtime import setup_runtime
 from soma.utils import exit_on_user_error
 
 

@@ -1,4 +1,7 @@
 default_scope = "mmseg"
+# SoMARunner refuses a load_from/--resume checkpoint that does not fit the model (mmengine's Runner loads it
+# non-strictly); tools/train.py, tools/test.py and `mim train` build the runner this names.
+runner_type = "SoMARunner"
 env_cfg = dict(
     cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method="fork", opencv_num_threads=0),

@@ -97,7 +97,8 @@ param_scheduler = [
 ]
 train_dataloader = dict(batch_size=8)
 default_hooks = dict(checkpoint=dict(max_keep_ckpts=8, save_best="mean/mAP", rule="greater"),
-                     visualization=dict(type="DetVisualizationHook"))
+                     visualization=dict(type="DetVisualizationHook"),
+                     random_state=dict(type="RandomStateHook"))  # resumed runs continue the same random stream
 visualizer = dict(type="DetLocalVisualizer")
 find_unused_parameters = True
 # --tta (not in the release): flipped + plain predictions merged with the detector's soft-NMS.

@@ -19,7 +19,8 @@ param_scheduler = [
     dict(type="CosineAnnealingParamScheduler", param_name="weight_decay", eta_min_ratio=2e-4,
          begin=0, end={{_base_.max_iters}}, by_epoch=False),
 ]
-default_hooks = dict(visualization=dict(type="DetVisualizationHook"))
+# random_state: resumed runs continue the same random stream.
+default_hooks = dict(visualization=dict(type="DetVisualizationHook"), random_state=dict(type="RandomStateHook"))
 visualizer = dict(type="DetLocalVisualizer")
 # Test-time augmentation (tools/test.py --tta with the dataset's tta_pipeline); no `type` in nms: plain NMS.
 tta_model = dict(type="DetTTAModel", tta_cfg=dict(nms=dict(iou_threshold=0.65), max_per_img=300))

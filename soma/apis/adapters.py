@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..peft import adapter_layers, adapter_modules, adapter_state_dict, load_adapter_state_dict, unload_adapters
-from ..utils import (ADAPTER_FORMAT, CheckpointMismatchError, UserError, check_output_file, load_checkpoint_checked,
-                     load_config, load_weights, save_checkpoint_atomic)
-from ..utils.strict_loading import compare_state_dict
-from .model import build_model, head_state
+from ..config import load_config
+from ..peft.state import ADAPTER_FORMAT
+from ..utils import UserError, check_output_file, load_weights, save_checkpoint_atomic
+from ..weights import CheckpointMismatchError, load_checkpoint_checked
+from ..weights import compare_state_dict
+from ..models.builder import build_model, head_state
 
 __all__ = ["export_backbone", "extract_adapter", "merge_adapter", "read_adapter"]
 

@@ -16,10 +16,12 @@ import torch
 from ..peft import load_soma_state_dict, soma_layers
 from ..peft.hf_export import (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME, peft_lora_adapter, save_peft_lora_adapter,
                               soma_start_state)
-from ..utils import (ADAPTER_FORMAT, CheckpointMismatchError, ConfigError, check_output_dir, load_config,
-                     load_trusted_checkpoint)
-from ..utils.strict_loading import load_state_dict_checked
-from .model import build_model
+from ..config import load_config
+from ..peft.state import ADAPTER_FORMAT
+from ..utils import ConfigError, check_output_dir, load_trusted_checkpoint
+from ..weights import CheckpointMismatchError
+from ..weights import load_state_dict_checked
+from ..models.builder import build_model
 
 __all__ = ["PeftExport", "export_peft_adapter", "timm_model_call"]
 

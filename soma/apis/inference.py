@@ -23,14 +23,13 @@ from mmengine.config import Config
 from PIL import Image
 from tqdm import tqdm
 
-from ..peft import adapter_layers, is_adapter_key, unload_adapters
-from ..utils import check_config_types, check_device, check_output_dir, load_config, load_trusted_checkpoint
-from ..utils.dataset_config import image_only_pipeline, leaf_datasets
-from ..utils.strict_loading import checkpoint_state_dict, load_state_dict_checked
+from ..config import check_config_types, load_config
+from ..utils import check_device, check_output_dir
+from ..config.datasets import image_only_pipeline, leaf_datasets
+from ..weights import load_trained_weights
 
-__all__ = ["IMAGE_SUFFIXES", "OUTPUT_FOLDERS", "Inferencer", "dataset_meta", "init_model", "is_merged_state",
-           "list_images", "load_trained_weights", "read_image", "read_state_dict", "run_inference",
-           "save_palette_png", "task_of"]
+__all__ = ["IMAGE_SUFFIXES", "OUTPUT_FOLDERS", "Inferencer", "dataset_meta", "init_model", "list_images",
+           "read_image", "run_inference", "save_palette_png", "task_of"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -39,37 +38,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 def task_of(cfg: Config) -> str:
     """``"det"`` for mmdet configs (``default_scope = "mmdet"``), else ``"seg"``."""
     return "det" if cfg.get("default_scope", "mmseg") == "mmdet" else "seg"
-
-
-def read_state_dict(checkpoint: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The model weights (``module.`` prefixes of DDP removed) and the meta data of a checkpoint written by
-    training or by the adapter tools."""
-    loaded = load_trusted_checkpoint(checkpoint)
-    meta = loaded.get("meta") if isinstance(loaded, dict) else None
-    return checkpoint_state_dict(loaded), meta if isinstance(meta, dict) else {}
-
-
-def is_merged_state(state: dict[str, torch.Tensor]) -> bool:
-    """Whether a state dict holds plain (merged) weights: no adapter tensors of any method at all."""
-    return not any(is_adapter_key(k) for k in state)
-
-
-def load_trained_weights(model: torch.nn.Module, checkpoint: str | Path, strict: bool = True) -> dict[str, Any]:
-    """Load ``checkpoint`` into ``model`` strictly, unmerged or merged; returns the checkpoint's meta data.
-
-    A merged checkpoint (tools/merge_adapter.py) has plain ``nn.Linear`` weights where the config's model has
-    adapted layers (SoMA, DoRA, ...), so those layers are unwrapped first: the merged model then has no adapter
-    overhead either.
-    Anything else that does not fit is refused (:mod:`soma.utils.strict_loading`), unless not ``strict``.
-    """
-    loaded = load_trusted_checkpoint(checkpoint)
-    state = checkpoint_state_dict(loaded)
-    plain_names = {f"{name}.weight" for name in adapter_layers(model)}  # an adapted layer's weight once merged
-    if plain_names and is_merged_state(state) and plain_names & set(state):
-        unload_adapters(model, merge=False)  # the adapters are already folded into the saved weights
-    load_state_dict_checked(model, loaded, checkpoint, strict=strict)
-    meta = loaded.get("meta") if isinstance(loaded, dict) else None
-    return meta if isinstance(meta, dict) else {}
 
 
 def dataset_meta(cfg: Config, checkpoint_meta: dict[str, Any], num_classes: int | None) -> dict[str, Any]:

@@ -4,9 +4,9 @@
     bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [same options]
 
 The checkpoint is loaded strictly: one that does not fit the config's model (another architecture, rank or
-class count; an adapter-only or merged file) is refused with the likely cause (soma/utils/strict_loading.py).
+class count; an adapter-only or merged file) is refused with the likely cause (soma/weights).
 ``--non-strict`` loads only the tensors that fit and lists the rest. It is the only file the run unpickles
-fully (:func:`soma.apis.runtime.setup_runtime`).
+fully (:func:`soma.utils.runtime.setup_runtime`).
 
 The results (``metrics.json``, the per-domain metrics' ``per_class.json``) go to the work dir; a work dir that
 already holds results of an earlier test is refused unless ``--force`` (:func:`check_earlier_results`).
@@ -20,11 +20,11 @@ import os.path as osp
 from mmengine.config import Config
 from mmengine.dist import is_main_process
 
-from soma.apis.runtime import setup_runtime
+from soma.utils.runtime import setup_runtime
 from soma.engine import build_runner
-from soma.utils import (ConfigError, OutputExistsError, add_runner_arguments, exit_on_user_error, load_run_config,
-                        write_text_atomic)
-from soma.utils.dataset_config import leaf_datasets
+from soma.config import add_runner_arguments, load_run_config
+from soma.utils import ConfigError, OutputExistsError, exit_on_user_error, write_text_atomic
+from soma.config.datasets import leaf_datasets
 
 __all__ = ["main", "parse_args", "as_number", "format_metrics", "evaluation_resolutions", "record_test_setting",
            "result_files", "check_earlier_results"]
@@ -145,8 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     if not osp.isfile(args.checkpoint):
         raise FileNotFoundError(f"checkpoint '{args.checkpoint}' does not exist.")
     setup_runtime(trusted_checkpoints=[args.checkpoint])  # only the named checkpoint is unpickled fully
-    runner = build_runner(cfg)  # strict loading of the checkpoint
-    runner.register_hook(dict(type="LabelSizeCheckHook"))
+    runner = build_runner(cfg)  # the config's runner (strict loading of the checkpoint) and hooks
     metrics = {k: as_number(v) for k, v in runner.test().items()}
     if is_main_process():
         print(format_metrics(metrics))

@@ -6,7 +6,7 @@
 A work dir that holds checkpoints is refused unless the run continues them (``--resume``) or replaces them
 (``--overwrite``); a running training locks its work dir against a second one (soma/utils/work_dir.py).
 :func:`main` is the command line; :func:`latest_checkpoint` and :func:`resolve_load_from` decide which
-checkpoint a run starts from, the only file it unpickles fully (:func:`soma.apis.runtime.setup_runtime`).
+checkpoint a run starts from, the only file it unpickles fully (:func:`soma.utils.runtime.setup_runtime`).
 """
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ import torch
 from mmengine.config import Config
 from mmengine.logging import print_log
 
-from soma.apis.runtime import setup_runtime
+from soma.utils.runtime import setup_runtime
 from soma.engine import build_runner
-from soma.utils import ConfigError, add_runner_arguments, claim_work_dir, exit_on_user_error, load_run_config
+from soma.config import add_runner_arguments, load_run_config
+from soma.utils import ConfigError, claim_work_dir, exit_on_user_error
 from soma.utils.work_dir import is_main_launch_process
 
 __all__ = ["main", "parse_args", "latest_checkpoint", "resolve_load_from", "out_of_memory_message"]
@@ -63,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         if cfg.get("load_from") and not cfg.resume:
             cfg.load_from = resolve_load_from(cfg.load_from)
         setup_runtime(trusted_checkpoints=[cfg.get("load_from")])  # only this file is unpickled fully
-        runner = build_runner(cfg)  # strict load_from/--resume loading
-        runner.register_hook(dict(type="RandomStateHook"))  # resumed runs continue the same random stream
-        runner.register_hook(dict(type="LabelSizeCheckHook"))
+        runner = build_runner(cfg)  # the config's runner and hooks, nothing added here
         try:
             runner.train()
         except torch.OutOfMemoryError as error:

@@ -4,7 +4,7 @@ The per-domain metrics (:class:`soma.evaluation.DomainIoUMetric`, :class:`soma.e
 ``data_sample.metainfo["domain"]``. mmseg's ``PackSegInputs`` and mmdet's ``PackDetInputs`` keep only the keys in
 their ``meta_keys``, so a pipeline that left ``"domain"`` out used to train for the whole schedule and fail at the
 first evaluation. Here the dataset itself writes its domain into what the pipeline packed, whatever the
-pipeline's ``meta_keys``; and :func:`soma.utils.config_check.check_domain_datasets` refuses, before anything is
+pipeline's ``meta_keys``; and :func:`soma.config.domains.check_domain_datasets` refuses, before anything is
 built, a per-domain metric over a dataset that does not derive from :class:`DomainDatasetMixin`.
 """
 from __future__ import annotations

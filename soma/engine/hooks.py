@@ -138,7 +138,7 @@ class LabelSizeCheckHook(Hook):
     Such a pair fails deep in the loss (``IndexError: The shape of the mask ...``) or, after the pipeline
     resized both, trains on labels that do not line up with the pixels. Each pair is checked once per run from
     the file headers (no decoding). The datasets check the channels of their first and last label map when they
-    are built; this checks every one. tools/train.py and tools/test.py add this hook to segmentation runs.
+    are built; this checks every one. ``_base_/default_runtime.py`` names it in ``default_hooks``.
     """
 
     priority = "VERY_HIGH"

@@ -1,6 +1,6 @@
-"""mmengine's Runner with strict ``load_from``/``--resume`` loading (see :mod:`soma.utils.strict_loading`).
+"""mmengine's Runner with strict ``load_from``/``--resume`` loading (see :mod:`soma.weights`).
 
-Build it after :func:`soma.apis.runtime.setup_runtime` (atomic checkpoint writes, mmcv op settings, and
+Build it after :func:`soma.utils.runtime.setup_runtime` (atomic checkpoint writes, mmcv op settings, and
 ``weights_only`` loading of every file but the one the run loads), as tools/train.py and tools/test.py do.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
 from soma.utils.checkpoint import load_trusted_checkpoint
-from soma.utils.strict_loading import check_checkpoint_fits
+from soma.weights import check_checkpoint_fits
 
 __all__ = ["SoMARunner", "build_runner"]
 
@@ -29,7 +29,7 @@ class SoMARunner(Runner):
     missing, unexpected or wrongly shaped tensor is refused with the likely cause named (another rank, class
     count, backbone; an adapter-only or merged file; on ``--resume``, the model settings changed since the
     checkpoint). The config key ``strict_loading = False`` (the tools' ``--non-strict``) loads what fits and
-    logs the rest. tools/train.py and tools/test.py build this runner unless the config sets ``runner_type``.
+    logs the rest. ``_base_/default_runtime.py`` names it as ``runner_type``.
 
     The checkpoint the run was asked to load (``load_from``; on ``--resume`` without one, the latest checkpoint
     of the work dir) is a file this codebase wrote and the user named, so it is unpickled fully (mmengine's
@@ -64,7 +64,9 @@ class SoMARunner(Runner):
 
 
 def build_runner(cfg: Config) -> Runner:
-    """The config's ``runner_type`` if it names one (as in mmseg's tools), else :class:`SoMARunner`."""
+    """The runner the config names in ``runner_type`` (``_base_/default_runtime.py``: :class:`SoMARunner`), else
+    mmengine's ``Runner``, as mmseg's and mmdet's tools build it: a config runs the same through tools/train.py,
+    ``mim train`` or its own script."""
     if "runner_type" in cfg:
         return RUNNERS.build(cfg)
-    return SoMARunner.from_cfg(cfg)
+    return Runner.from_cfg(cfg)

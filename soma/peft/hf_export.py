@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..utils.checkpoint import atomic_path, write_text_atomic
 from .soma import SoMALinear, soma_layers
 
 __all__ = ["ADAPTER_CONFIG_NAME", "ADAPTER_WEIGHTS_NAME", "PEFT_KEY_PREFIX", "SoMAStart", "soma_start_state",
@@ -204,17 +204,6 @@ def peft_lora_adapter(model: nn.Module, start: Mapping[str, SoMAStart], base_mod
     return tensors, config
 
 
-def _write_atomic(path: Path, write: Any) -> None:
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(descriptor)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-
-
 def save_peft_lora_adapter(out_dir: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
                            config: Mapping[str, Any]) -> None:
     """Write ``adapter_model.safetensors`` and ``adapter_config.json`` into ``out_dir`` (created), each atomically."""
@@ -222,6 +211,6 @@ def save_peft_lora_adapter(out_dir: str | os.PathLike, tensors: Mapping[str, tor
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / ADAPTER_WEIGHTS_NAME, lambda path: save_file(dict(tensors), path, metadata={"format": "pt"}))
-    text = json.dumps(dict(config), indent=2, sort_keys=True) + "\n"
-    _write_atomic(out / ADAPTER_CONFIG_NAME, lambda path: Path(path).write_text(text))
+    with atomic_path(out / ADAPTER_WEIGHTS_NAME) as path:
+        save_file(dict(tensors), path, metadata={"format": "pt"})
+    write_text_atomic(out / ADAPTER_CONFIG_NAME, json.dumps(dict(config), indent=2, sort_keys=True) + "\n")

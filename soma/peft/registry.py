@@ -27,7 +27,7 @@ def refuse_unknown_options(owner: str, given: Iterable[str], valid: Sequence[str
                            error: type[Exception] = ValueError, noun: str = "option") -> None:
     """Raise ``error`` naming the names in ``given`` that are not in ``valid``, each with the closest valid ones.
 
-    The one unknown-option check of the adapter configs and of the config checks (:mod:`soma.utils.config_check`):
+    The one unknown-option check of the adapter configs and of the config checks (:mod:`soma.config`):
     ``unknown <owner> option(s) [...] at `<where>`; valid options are [...]<hint>; closest to 'x': 'y'.``
 
     Args:

@@ -22,6 +22,8 @@ from .base import AdapterLayer, AdapterModule
 from .model import CONFIG_ATTR, adapter_layers, adapter_modules, method_trained_tensors
 from .registry import PEFT_METHODS
 
+# The `format` of the adapter files tools/extract_adapter.py writes and tools/merge_adapter.py reads.
+ADAPTER_FORMAT = "soma-adapter-v1"
 # 4: signed fingerprints that tell a sign flip or a fine-tuned base apart, and the method's other trained tensors
 # (HF peft's bias="all"); 3: any adapter method (layer types, adapter modules, the method's name); 2: SoMA only.
 FORMAT_VERSION = 4

@@ -15,7 +15,7 @@ fails. The policy here:
 * :func:`register_atomic_local_backend` — mmengine's local file writes (checkpoints) go through a temp file.
 
 Importing ``soma`` changes none of mmengine's behaviour: the two ``register_*`` functions run only through
-:func:`soma.apis.runtime.setup_runtime`, which tools/train.py and tools/test.py call.
+:func:`soma.utils.runtime.setup_runtime`, which tools/train.py and tools/test.py call.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ mmcv 2.1.0 has no wheels; ``tools/setup.sh`` builds it, with its CUDA ops only w
 present. An mmcv built without them (on a CPU login node, or where the build does not fit) imports fine, and
 the first compiled op called on a CUDA tensor fails deep in C++. Two things help:
 
-* ``SOMA_MSDA_PYTORCH=1`` (read by :func:`soma.apis.runtime.setup_runtime`, which the tools call; or
+* ``SOMA_MSDA_PYTORCH=1`` (read by :func:`soma.utils.runtime.setup_runtime`, which the tools call; or
   :func:`use_pytorch_msdeformattn`) runs mmcv's ``MultiScaleDeformableAttention``
   — Mask2Former's pixel decoder, DINO's encoder and decoder — through mmcv's own pure-PyTorch function
   ``multi_scale_deformable_attn_pytorch`` (``grid_sample`` per level) on every device, with a warning about the
@@ -111,7 +111,7 @@ def explain_missing_cuda_ops(ext_module: ModuleType) -> None:
 
 def configure_mmcv_ops() -> None:
     """Apply ``SOMA_MSDA_PYTORCH`` and, where CUDA is available but mmcv has no CUDA ops, the explained errors;
-    idempotent. Called by :func:`soma.apis.runtime.setup_runtime` (importing ``soma`` patches nothing)."""
+    idempotent. Called by :func:`soma.utils.runtime.setup_runtime` (importing ``soma`` patches nothing)."""
     if os.environ.get(ENV_MSDA_PYTORCH, "0") not in ("0", ""):
         use_pytorch_msdeformattn()
     if torch.cuda.is_available() and not mmcv_has_cuda_ops():

@@ -8,8 +8,8 @@ from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
 from mmseg.registry import MODELS
 
-from soma.utils import run_config
-from soma.utils.run_config import float32_for_bf16, load_run_config, resolve_amp
+from soma.config import run as run_config
+from soma.config.run import float32_for_bf16, load_run_config, resolve_amp
 
 from ..conftest import REPO
 

@@ -8,7 +8,8 @@ from mmengine.dataset import ConcatDataset
 from mmengine.registry import DefaultScope
 
 from soma.datasets import DGCityscapesDataset, DWDDataset
-from soma.utils import ConfigError, check_domain_datasets
+from soma.config import check_domain_datasets
+from soma.utils import ConfigError
 
 from ..conftest import REPO
 from ..test_detection.conftest import make_dwd_like

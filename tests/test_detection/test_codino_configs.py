@@ -5,7 +5,7 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from soma.utils import check_config_types
+from soma.config import check_config_types
 
 from ..conftest import REPO
 
@@ -112,7 +112,7 @@ def test_lr_drops_at_25500_and_33500_and_weight_decay_anneals(tmp_path):
 
 
 def test_config_check_accepts_mmcv_ops_and_still_catches_typos():
-    from soma.utils import UnknownTypeError
+    from soma.config import UnknownTypeError
 
     check_config_types(dict(test_cfg=dict(nms=dict(type="soft_nms")), roi=dict(roi_layer=dict(type="RoIAlign"))))
     with pytest.raises(UnknownTypeError, match="soft_nmx"):

@@ -6,7 +6,7 @@ import torch
 from mmengine.config import Config
 
 from soma.peft import trainable_parameters
-from soma.utils import check_config_types
+from soma.config import check_config_types
 
 from ..conftest import REPO
 

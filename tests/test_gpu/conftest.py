@@ -25,6 +25,6 @@ def restore_mmcv_ops(monkeypatch):
 def soma_runtime():
     """What the tools set up before a run (importing soma does not): SOMA_MSDA_PYTORCH and named errors for the
     CUDA ops an mmcv without them lacks."""
-    from soma.apis.runtime import setup_runtime
+    from soma.utils.runtime import setup_runtime
 
     setup_runtime()

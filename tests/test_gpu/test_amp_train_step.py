@@ -12,7 +12,7 @@ from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper, build_optim_wrapper
 from mmseg.registry import MODELS
 
-from soma.utils.run_config import resolve_amp, run_mmcv_ops_in_float32_under_bf16
+from soma.config.run import resolve_amp, run_mmcv_ops_in_float32_under_bf16
 
 from ..conftest import REPO
 from ..test_models.test_segmentor import make_batch

@@ -10,7 +10,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 
-from soma.utils import check_config_types
+from soma.config import check_config_types
 from soma.apis.testing import evaluation_resolutions
 
 from ..conftest import REPO

@@ -5,7 +5,7 @@ from mmengine.optim import build_optim_wrapper
 from mmseg.registry import MODELS
 
 from soma.peft import trainable_parameters
-from soma.utils.run_config import resolve_amp
+from soma.config.run import resolve_amp
 
 from ..conftest import MODEL_BASE, REPO
 

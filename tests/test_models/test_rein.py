@@ -9,7 +9,7 @@ from mmseg.registry import MODELS
 
 from soma.models import DINOv2
 from soma.utils import ConfigError
-from soma.utils.run_config import resolve_amp
+from soma.config.run import resolve_amp
 
 from ..conftest import REPO
 from .test_segmentor import make_batch

@@ -208,7 +208,7 @@ def test_full_finetuning_optimizer_groups(tiny_segmentor_config):
     from mmengine.optim import build_optim_wrapper
     from mmseg.registry import MODELS
 
-    from soma.utils.run_config import resolve_amp
+    from soma.config.run import resolve_amp
 
     cfg = load("full_dinov2-l_gta2cbm-512.py")
     model_cfg = tiny_segmentor_config()

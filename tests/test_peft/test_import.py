@@ -25,3 +25,11 @@ def test_soma_peft_works_without_openmmlab_and_peft():
     first, second = result.stdout.splitlines()
     assert first == "['DoRA', 'HFPeft', 'Rein', 'SoMA'] 1"
     assert "pip install peft==0.21.2" in second
+
+
+def test_importing_soma_peft_loads_nothing_of_openmmlab_peft_or_timm():
+    """Where all of them are installed (here), ``import soma.peft`` still loads none of them."""
+    from soma.analysis.import_time import HEAVY, measure_import
+
+    result = measure_import("soma.peft", repeats=1)
+    assert result.heavy == [], f"import soma.peft loaded {result.heavy} (of {HEAVY})"

@@ -1,4 +1,4 @@
-"""Config mistakes are named before anything is built (soma.utils.config_check), and tools print them in one line."""
+"""Config mistakes are named before anything is built (soma.config), and tools print them in one line."""
 from __future__ import annotations
 
 import sys
@@ -6,13 +6,8 @@ import sys
 import pytest
 from mmengine.config import Config
 
-from soma.utils import (
-    ConfigError,
-    check_legacy_keys,
-    check_num_classes,
-    load_config,
-    warn_patch_padding,
-)
+from soma.config import check_legacy_keys, check_num_classes, load_config, warn_patch_padding
+from soma.utils import ConfigError
 
 from ..conftest import REPO
 from ..test_tools.test_train import CONFIG

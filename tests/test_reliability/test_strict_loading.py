@@ -1,4 +1,4 @@
-"""A checkpoint that does not fit the model is refused with its cause in words (soma.utils.strict_loading).
+"""A checkpoint that does not fit the model is refused with its cause in words (soma.weights).
 
 The wrong checkpoints a user meets: another architecture, another SoMA rank, an adapter-only file, a merged
 checkpoint under a SoMA config, another class count, weights under a `model` key, a backbone-only file.
@@ -13,8 +13,8 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 
 from soma.peft import soma_state_dict
-from soma.utils import ADAPTER_FORMAT, CheckpointMismatchError, check_checkpoint_fits
-from soma.utils.strict_loading import config_changes, load_state_dict_checked
+from soma.peft.state import ADAPTER_FORMAT
+from soma.weights import CheckpointMismatchError, check_checkpoint_fits, config_changes, load_state_dict_checked
 
 from ..conftest import tiny_segmentor_cfg
 

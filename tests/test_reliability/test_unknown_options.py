@@ -6,8 +6,9 @@ import pytest
 from mmengine.config import Config
 
 from soma.peft import SoMAConfig
-from soma.utils import ConfigError, check_component_options, check_mean_over
-from soma.utils.config_check import accepted_options, soma_components
+from soma.config import check_component_options, check_mean_over
+from soma.utils import ConfigError
+from soma.config.options import accepted_options, soma_components
 
 from ..conftest import REPO
 

@@ -20,7 +20,7 @@ from ..test_tools.test_train import CONFIG, make_cityscapes_like
 @pytest.fixture(scope="module")
 def setting(tmp_path_factory):
     """The tiny config on 1 image per split, and a checkpoint of its model."""
-    from soma.apis import build_model
+    from soma.models import build_model
 
     root = tmp_path_factory.mktemp("user_errors")
     make_cityscapes_like(root / "data", num_images=1)

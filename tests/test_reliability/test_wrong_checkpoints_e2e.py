@@ -13,7 +13,7 @@ from mmengine.config import Config
 from mmseg.registry import MODELS
 
 from soma.peft import soma_state_dict
-from soma.utils import ADAPTER_FORMAT
+from soma.peft.state import ADAPTER_FORMAT
 
 from ..conftest import REPO
 from ..test_tools.test_train import CONFIG, make_cityscapes_like

@@ -41,7 +41,7 @@ def tiny_run(tmp_path_factory) -> TinyRun:
     import timm
     import torch
 
-    from soma.apis import build_model
+    from soma.models import build_model
     from soma.apis.adapters import extract_adapter, merge_adapter
     from soma.peft import soma_layers
 

@@ -94,7 +94,7 @@ def read_png(path: Path) -> np.ndarray:
 
 
 def test_one_train_id_png_per_image_and_the_zip(acdc, tiny_run, tmp_path):
-    from soma.evaluation.acdc_submission import make_submission
+    from soma.apis.acdc_submission import make_submission
 
     result = make_submission(acdc["config"], acdc["checkpoint"], tmp_path / "out", data_root=acdc["root"],
                              conditions=list(CONDITIONS))
@@ -134,7 +134,7 @@ def test_one_train_id_png_per_image_and_the_zip(acdc, tiny_run, tmp_path):
 def test_label_ids_option_maps_through_cityscapesscripts(acdc, tiny_run, tmp_path, capsys):
     from cityscapesscripts.helpers.labels import labels as cs_labels
 
-    from soma.evaluation.acdc_submission import main
+    from soma.apis.acdc_submission import main
 
     main([str(acdc["config"]), str(acdc["checkpoint"]), "--out", str(tmp_path / "out"), "--data-root",
           str(acdc["root"]), "--conditions", *CONDITIONS, "--device", "cpu", "--label-ids"])
@@ -157,8 +157,8 @@ def test_label_ids_option_maps_through_cityscapesscripts(acdc, tiny_run, tmp_pat
 
 
 def test_errors(acdc, tiny_run, tmp_path, capsys):
-    from soma.evaluation.acdc_submission import make_submission
-    from soma.evaluation.acdc_submission import main
+    from soma.apis.acdc_submission import make_submission
+    from soma.apis.acdc_submission import main
 
     with pytest.raises(SystemExit, match=r"rgb_anon/rain/test' does not exist"):
         main([str(acdc["config"]), str(tiny_run.trained), "--out", str(tmp_path / "out"), "--data-root",
@@ -172,7 +172,7 @@ def test_errors(acdc, tiny_run, tmp_path, capsys):
 
 def test_a_merged_checkpoint_is_loaded_into_the_backbone_without_adapters(acdc, tiny_run, tmp_path):
     """tools/merge_adapter.py's plain weights: the test loop builds the config's backbone with ``peft=None``."""
-    from soma.evaluation.acdc_submission import make_submission
+    from soma.apis.acdc_submission import make_submission
 
     merged = varied_checkpoint(tiny_run.merged, tmp_path / "merged_varied.pth")  # the same head as the reference
     result = make_submission(acdc["config"], merged, tmp_path / "out", data_root=acdc["root"], conditions=["fog"])

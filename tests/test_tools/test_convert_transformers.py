@@ -15,8 +15,8 @@ import torch
 
 from soma.convert.models import dinov2 as convert_dinov2
 from soma.convert.models import dinov3 as convert_dinov3
-from soma.convert.models.filters import dinov2_to_timm
-from soma.convert.models.hf_layouts import from_transformers
+from soma.models.backbones.checkpoint_filters import dinov2_to_timm
+from soma.models.backbones.hf_layouts import from_transformers
 from soma.models import DINOv2
 from soma.models.backbones import DINOv3
 

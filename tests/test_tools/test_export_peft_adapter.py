@@ -27,8 +27,8 @@ def stock_timm_model(base_path, timm_call):
 
 
 def trained_backbone(tiny_run):
-    from soma.apis import build_model
-    from soma.utils import load_checkpoint_checked
+    from soma.models import build_model
+    from soma.weights import load_checkpoint_checked
 
     model = build_model(str(tiny_run.config), pretrained=False)
     load_checkpoint_checked(model, tiny_run.trained)
@@ -70,7 +70,8 @@ def test_exported_adapter_on_the_base_weights_gives_the_trained_features(tiny_ru
 
 def test_refusals(tiny_run, tmp_path):
     from soma.apis.export import export_peft_adapter
-    from soma.utils import CheckpointMismatchError, ConfigError, OutputExistsError
+    from soma.utils import ConfigError, OutputExistsError
+    from soma.weights import CheckpointMismatchError
 
     (tmp_path / "hf").mkdir()
     (tmp_path / "hf" / "adapter_config.json").write_text("{}")  # an earlier export

@@ -70,7 +70,7 @@ def test_detection_config_draws_boxes(tmp_path):
     the classes taken from the config's test dataset (the checkpoint has no dataset_meta)."""
     import warnings
 
-    from soma.apis import build_model
+    from soma.models import build_model
     from soma.apis.inference import Inferencer, init_model
 
     from ..test_detection.conftest import DWD_CLASSES, make_dwd_like

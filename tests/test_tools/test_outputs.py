@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from soma.utils import CheckpointMismatchError, OutputExistsError
+from soma.utils import OutputExistsError
+from soma.weights import CheckpointMismatchError
 
 from ..conftest import REPO
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from timm.layers import resample_patch_embed
 
 from soma.convert.models import dinov2 as convert_dinov2
-from soma.convert.models.common import dc_gain, resample_patch_kernel
+from soma.convert.models.patch_kernel import dc_gain, resample_patch_kernel
 from soma.models import DINOv2
 
 from .test_convert_models import (

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from soma.apis import build_model
+from soma.models import build_model
 from soma.convert.models import released_soma
 from soma.models import DINOv2
 from soma.peft import soma_layers

@@ -3,12 +3,8 @@ import pytest
 import torch
 from mmengine.config import Config
 
-from soma.utils import (
-    UnknownTypeError,
-    check_config_types,
-    load_trusted_checkpoint,
-    load_weights,
-)
+from soma.config import UnknownTypeError, check_config_types
+from soma.utils import load_trusted_checkpoint, load_weights
 
 from ..conftest import MODEL_BASE
 

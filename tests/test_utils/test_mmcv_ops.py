@@ -20,7 +20,7 @@ from soma.utils.mmcv_ops import (
     msda_uses_pytorch,
     use_pytorch_msdeformattn,
 )
-from soma.utils.run_config import run_mmcv_ops_in_float32_under_bf16
+from soma.config.run import run_mmcv_ops_in_float32_under_bf16
 
 
 @pytest.fixture

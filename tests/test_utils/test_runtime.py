@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from soma.apis.runtime import setup_runtime
+from soma.utils.runtime import setup_runtime
 from soma.engine.runner import SoMARunner
 
 from ..conftest import REPO
@@ -113,11 +113,11 @@ def state():
             {name: getattr(mmcv._ext, name) for name in dir(mmcv._ext)})
 
 before = state()
-import soma, soma.apis, soma.apis.runtime, soma.utils
+import soma, soma.apis, soma.utils.runtime, soma.utils
 from mmseg.utils import register_all_modules
 register_all_modules()
 print("unchanged" if state() == before else f"changed: {before} -> {state()}")
-soma.apis.runtime.setup_runtime()
+soma.utils.runtime.setup_runtime()
 print(CheckpointLoader._schemes[""].__name__, backends["local"].__name__, soma.utils.mmcv_ops.msda_uses_pytorch())
 """
 

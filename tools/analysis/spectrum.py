@@ -10,7 +10,7 @@ Writes ``DIR/spectrum_block{NN}.png`` (one figure per block, one panel per adapt
 qkv separately; the r components SoMA adapts are marked), ``DIR/spectrum.csv`` (the numbers) and, with a trained
 checkpoint, ``DIR/relative_change.png``: per matrix and per block, ``||ΔW|| / ||W_adapted||`` (the change
 relative to the rank-r part SoMA took over at initialisation) and ``||ΔW|| / ||W||`` (relative to the whole
-pretrained weight), defined in soma/analysis/spectrum.py. A short table is printed.
+pretrained weight), defined in soma/analysis/spectrum/. A short table is printed.
 """
 from __future__ import annotations
 

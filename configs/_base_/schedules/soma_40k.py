@@ -3,7 +3,7 @@
 max_iters = 40000
 optim_wrapper = dict(
     # Mixed precision on GPU: bf16 where the GPU has it, else fp16 with dynamic loss scaling; float32 with the plain
-    # OptimWrapper on CPU. Resolved per machine by tools/train.py (soma.utils.run_config.resolve_amp).
+    # OptimWrapper on CPU. Resolved per machine by tools/train.py (soma.config.run.resolve_amp).
     type="AmpOptimWrapper",
     constructor="FrozenAwareOptimWrapperConstructor",  # frozen weights: one log line, not one warning each
     dtype="auto",
@@ -36,6 +36,10 @@ default_hooks = dict(
     checkpoint=dict(type="CheckpointHook", by_epoch=False, interval=4000, max_keep_ckpts=6),
     sampler_seed=dict(type="DistSamplerSeedHook"),
     visualization=dict(type="SegVisualizationHook"),
+    # Named (not custom_hooks) so that configs adding hooks keep them: resumed runs continue the same random
+    # stream; every label map is checked against its image's size.
+    random_state=dict(type="RandomStateHook"),
+    label_size_check=dict(type="LabelSizeCheckHook"),
 )
 custom_hooks = [
     dict(type="WeightDecayLoggerHook"),  # the annealed decay appears in the log as weight_decay

@@ -5,8 +5,8 @@
     python tools/convert_models/dinov3.py SRC DST     # soma.convert.models.dinov3
     python tools/convert_models/released_soma.py RELEASED_BEST.pth DINOV2_RELEASE.pth OUT.pth [--config CONFIG]
 
-:mod:`.filters` holds the one conversion per family that both the converters and the backbones (loading a release
-file named in ``init_cfg``) run; :mod:`.hf_layouts` reads the transformers checkpoints; :mod:`.common` the shared
-command line, checks and patch-kernel resampling. Nothing is imported here, so that the backbones can import
-:mod:`.filters` without importing the converters (which import the backbones).
+The conversion of each family's state dicts into timm's layout (official, timm and transformers keys) lives next to
+the backbones, which run it when ``init_cfg`` names a release file (:mod:`soma.models.backbones.checkpoint_filters`,
+:mod:`soma.models.backbones.hf_layouts`), as timm keeps ``checkpoint_filter_fn`` next to its models; :mod:`.common`
+is the shared command line, checks and patch-kernel resampling.
 """

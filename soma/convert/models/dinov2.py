@@ -11,10 +11,11 @@ Accepts the official ``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth`` releases, tim
 state dicts (``.pth`` or ``.safetensors``) and transformers ``Dinov2Model``/``Dinov2WithRegistersModel``
 checkpoints (``facebook/dinov2-*``: a ``save_pretrained`` folder or its ``model.safetensors``). The arch and the
 register tokens are read off the shapes; ``--arch`` and ``--register-tokens`` are checked against them.
-:func:`soma.convert.models.filters.dinov2_to_timm` converts them (the transformers keys into the official ones,
+:func:`~soma.models.backbones.checkpoint_filters.dinov2_to_timm`
+converts them (the transformers keys into the official ones,
 then timm's ``vision_transformer.checkpoint_filter_fn``: register tokens, the giant's ``mlp.w12``/``mlp.w3``)
 and the iBOT ``mask_token`` is dropped.
-``--patch-resample`` is explained in :mod:`soma.convert.models.common`.
+``--patch-resample`` is explained in :mod:`soma.convert.models.patch_kernel`.
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ import torch
 
 from soma.models import DINOv2
 
-from . import hf_layouts
-from .common import Family, Option
-from .common import main as run_converter
-from .filters import dinov2_to_timm
+from soma.models.backbones import hf_layouts
+from .family import Family, Option
+from .cli import main as run_converter
+from soma.models.backbones.checkpoint_filters import dinov2_to_timm
 
 REGISTER_TOKEN_COUNTS = (0, 4)
 
@@ -45,11 +46,6 @@ def count_register_tokens(state: Mapping[str, torch.Tensor]) -> int:
     return count
 
 
-def dinov2_timm_name(name: str, options: Mapping[str, int]) -> str:
-    """timm model of an arch: the ``*_reg4_dinov2`` variant with register tokens (as ``DINOv2`` builds it)."""
-    return name.replace("_dinov2", "_reg4_dinov2") if options.get("register_tokens") else name
-
-
 DINOV2 = Family(
     backbone=DINOv2,
     checkpoint_filter=dinov2_to_timm,
@@ -63,7 +59,6 @@ DINOV2 = Family(
     transformers_layouts=(hf_layouts.DINOV2, hf_layouts.DINOV2_REGISTERS),
     options=(Option("register_tokens", REGISTER_TOKEN_COUNTS, count_register_tokens,
                     help="register tokens: 4 for the *_reg4 releases"),),
-    timm_model_name=dinov2_timm_name,
     patch_resampling=True,
 )
 

@@ -10,7 +10,8 @@ checkpoints (``facebook/dinov3-vit*16-pretrain-*``: a ``save_pretrained`` folder
 arch, the 4 storage tokens and the q/v biases are read off the weights; ``--arch``, ``--register-tokens`` and
 ``--qkv-bias`` are checked against them. The distilled releases' q/k/v biases are all zero: such files become the
 bias-free timm model (load it with ``DINOv3(qkv_bias=False)``, the default), files with non-zero biases the
-``*_qkvb`` one (``qkv_bias=True``). :func:`soma.convert.models.filters.dinov3_to_timm` converts them (transformers
+``*_qkvb`` one (``qkv_bias=True``).
+:func:`~soma.models.backbones.checkpoint_filters.dinov3_to_timm` converts them (transformers
 keys into the official ones, then timm's ``eva.checkpoint_filter_fn``); the ``mask_token`` and the fixed RoPE
 periods are dropped.
 """
@@ -23,10 +24,10 @@ import torch
 from soma.models.backbones import DINOv3
 from soma.models.backbones.dinov3 import STORAGE_TOKENS
 
-from . import hf_layouts
-from .common import Family, Option
-from .common import main as run_converter
-from .filters import dinov3_to_timm, qv_bias_is_nonzero
+from soma.models.backbones import hf_layouts
+from .family import Family, Option
+from .cli import main as run_converter
+from soma.models.backbones.checkpoint_filters import dinov3_to_timm, qv_bias_is_nonzero
 
 
 def count_storage_tokens(state: Mapping[str, torch.Tensor]) -> int:
@@ -52,11 +53,6 @@ def has_qkv_bias(state: Mapping[str, torch.Tensor]) -> int:
     return int(qv_bias_is_nonzero(state))
 
 
-def dinov3_timm_name(name: str, options: Mapping[str, int]) -> str:
-    """timm model of an arch: the ``*_dinov3_qkvb`` variant with q/v biases (as ``DINOv3`` builds it)."""
-    return name.replace("_dinov3", "_dinov3_qkvb") if options.get("qkv_bias") else name
-
-
 DINOV3 = Family(
     backbone=DINOv3,
     checkpoint_filter=dinov3_to_timm,
@@ -74,7 +70,6 @@ DINOV3 = Family(
                     help=f"storage (register) tokens: {STORAGE_TOKENS} in every DINOv3 release"),
              Option("qkv_bias", (0, 1), has_qkv_bias,
                     help="1: q/v biases (timm *_dinov3_qkvb; the backbone's qkv_bias=True)")),
-    timm_model_name=dinov3_timm_name,
 )
 
 

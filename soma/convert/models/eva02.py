@@ -6,10 +6,11 @@
 Accepts the official EVA-02 MIM checkpoints (weights possibly nested under ``module``/``model``; ``attn.q_proj``,
 ``attn.q_bias``/``v_bias``, ``mlp.w1``/``w2``/``w3``/``ffn_ln``, ``rope.*``) and timm ``eva02_*_patch14_224``
 state dicts (``.pth`` or ``.safetensors``). The arch is read off the shapes; ``--arch`` is checked against them.
-:func:`soma.convert.models.filters.eva02_to_timm` (timm's ``eva.checkpoint_filter_fn``) converts the official
+:func:`~soma.models.backbones.checkpoint_filters.eva02_to_timm`
+(timm's ``eva.checkpoint_filter_fn``) converts the official
 layout; the MIM ``mask_token``/``lm_head`` and the
 fixed ``rope`` tables are dropped. ``--patch-resample bicubic`` interpolates the kernel to 16×16 as the official
-SoMA EVA-02 converter does (see :mod:`soma.convert.models.common`).
+SoMA EVA-02 converter does (see :mod:`soma.convert.models.patch_kernel`).
 """
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from collections.abc import Sequence
 
 from soma.models import EVA02
 
-from .common import Family
-from .common import main as run_converter
-from .filters import eva02_to_timm
+from .family import Family
+from .cli import main as run_converter
+from soma.models.backbones.checkpoint_filters import eva02_to_timm
 
 EVA02_FAMILY = Family(
     backbone=EVA02,

@@ -37,11 +37,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from soma.apis import build_model
+from soma.models.builder import build_model
 from soma.peft import soma_layers
 from soma.utils import load_weights, save_checkpoint_atomic
 
-from .common import PATCH_KERNEL, resample_patch_kernel, unwrap
+from .patch_kernel import PATCH_KERNEL, resample_patch_kernel
+from .reading import unwrap
 
 DEFAULT_CONFIG = "configs/soma/soma_dinov2-l_gta2cbm-512.py"
 RELEASE_PREFIX = "backbone.model."  # the official segmentor wraps its DINOv2 in SoraModel(model=...)

@@ -5,8 +5,8 @@ from typing import Any
 
 import torch
 
-from ...convert.models.filters import dinov2_to_timm
-from ...registry import register_model
+from .checkpoint_filters import dinov2_to_timm
+from ..registry import register_model
 from ...utils.errors import ConfigError
 from .foundation_vit import FoundationViT
 
@@ -31,6 +31,7 @@ class DINOv2(FoundationViT):
         "giant": ("vit_giant_patch14_dinov2", {}, (9, 19, 29, 39)),
     }
     default_peft_targets = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+    timm_name_options = ("register_tokens",)
 
     def __init__(self, *args: Any, register_tokens: int = 0, **kwargs: Any) -> None:
         if register_tokens not in (0, 4):
@@ -38,10 +39,11 @@ class DINOv2(FoundationViT):
         self.register_tokens = register_tokens
         super().__init__(*args, **kwargs)
 
-    def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
-        if self.register_tokens:
-            model_name = model_name.replace("_dinov2", "_reg4_dinov2")
-        return super()._build_timm_model(model_name, kwargs)
+    @classmethod
+    def timm_model_name(cls, arch: str, register_tokens: int = 0, **options: Any) -> str:
+        """timm's ``*_reg4_dinov2`` model with register tokens, else ``*_dinov2``."""
+        name = super().timm_model_name(arch)
+        return name.replace("_dinov2", "_reg4_dinov2") if register_tokens else name
 
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return dinov2_to_timm(state_dict, self.vit)

@@ -11,8 +11,8 @@ from typing import Any
 
 import torch
 
-from ...convert.models.filters import dinov3_to_timm
-from ...registry import register_model
+from .checkpoint_filters import dinov3_to_timm
+from ..registry import register_model
 from ...utils.errors import ConfigError
 from .eva02 import eva_embed
 from .foundation_vit import FoundationViT
@@ -45,6 +45,7 @@ class DINOv3(FoundationViT):
         "large": ("vit_large_patch16_dinov3", {}, (7, 11, 15, 23)),
     }
     default_peft_targets = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
+    timm_name_options = ("qkv_bias",)
 
     def __init__(self, *args: Any, qkv_bias: bool = False, register_tokens: int = STORAGE_TOKENS,
                  **kwargs: Any) -> None:
@@ -56,10 +57,11 @@ class DINOv3(FoundationViT):
         self.qkv_bias = bool(qkv_bias)
         super().__init__(*args, **kwargs)
 
-    def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> torch.nn.Module:
-        if self.qkv_bias:
-            model_name = model_name.replace("_dinov3", "_dinov3_qkvb")
-        return super()._build_timm_model(model_name, kwargs)
+    @classmethod
+    def timm_model_name(cls, arch: str, qkv_bias: bool = False, **options: Any) -> str:
+        """timm's ``*_dinov3_qkvb`` model with q/v biases, else ``*_dinov3``."""
+        name = super().timm_model_name(arch)
+        return name.replace("_dinov3", "_dinov3_qkvb") if qkv_bias else name
 
     def _checkpoint_filter(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return dinov3_to_timm(state_dict, self.vit)

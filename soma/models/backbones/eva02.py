@@ -5,8 +5,8 @@ from typing import Any
 
 import torch
 
-from ...convert.models.filters import eva02_to_timm
-from ...registry import register_model
+from .checkpoint_filters import eva02_to_timm
+from ..registry import register_model
 from .foundation_vit import FoundationViT
 
 

@@ -116,6 +116,8 @@ class FoundationViT(BaseModule):
 
     arch_zoo: dict[str, tuple[str, dict[str, Any], tuple[int, ...]]] = {}
     default_peft_targets: tuple[str, ...] = ()
+    # Constructor options (set as attributes before FoundationViT.__init__) that choose the timm model of an arch.
+    timm_name_options: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -142,10 +144,10 @@ class FoundationViT(BaseModule):
         if freeze_norms_and_embeddings and (frozen is not False or peft is not None):
             raise ConfigError("`freeze_norms_and_embeddings=True` is an option of full fine-tuning: set `frozen=False` "
                              "and no `peft`.")
-        model_name, arch_kwargs, default_indices = self.arch_zoo[arch]
+        _, arch_kwargs, default_indices = self.arch_zoo[arch]
         self.arch = arch
         self.vit = self._build_timm_model(
-            model_name,
+            self.timm_model_name(arch, **{option: getattr(self, option) for option in self.timm_name_options}),
             dict(arch_kwargs, img_size=img_size, patch_size=patch_size, num_classes=0, dynamic_img_size=True,
                  drop_path_rate=drop_path_rate, **(timm_kwargs or {})),
         )
@@ -196,6 +198,12 @@ class FoundationViT(BaseModule):
                 f"adapted. Choose a start_block below {depth}.")
 
     # ------------------------------------------------------------------ building and loading
+    @classmethod
+    def timm_model_name(cls, arch: str, **options: Any) -> str:
+        """The timm model that ``arch`` builds with ``options`` (the backbone's :attr:`timm_name_options`; others
+        are ignored): the one rule the backbones and the converters use."""
+        return cls.arch_zoo[arch][0]
+
     def _build_timm_model(self, model_name: str, kwargs: dict[str, Any]) -> nn.Module:
         import timm
 

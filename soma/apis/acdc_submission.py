@@ -25,11 +25,11 @@ import torch
 from mmengine.config import Config
 from PIL import Image
 
+from soma.config import load_config
+from soma.config.datasets import image_only_pipeline, leaf_datasets
 from soma.datasets.benchmarks import ACDC_CONDITIONS
 from soma.peft import is_adapter_key
-from soma.utils import (atomic_path, check_device, check_output_dir, exit_on_user_error, load_config,
-                        load_trusted_checkpoint)
-from soma.utils.dataset_config import image_only_pipeline, leaf_datasets
+from soma.utils import atomic_path, check_device, check_output_dir, exit_on_user_error, load_trusted_checkpoint
 
 ACDC_DATASET = "DGACDCDataset"
 NUM_CLASSES = 19

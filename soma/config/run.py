@@ -19,12 +19,17 @@ import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
-from .config_check import (check_component_options, check_config_types, check_domain_datasets, check_legacy_keys,
-                           check_mean_over, check_num_classes, load_config, warn_patch_padding)
-from .distributed import use_cpu_distributed
-from .errors import ConfigError
-from .loop_config import check_loop_options
-from .outputs import check_writable_dir
+from .classes import check_num_classes
+from .domains import check_domain_datasets, check_mean_over
+from .legacy import check_legacy_keys
+from .loading import load_config
+from .options import check_component_options
+from .padding import warn_patch_padding
+from .type_names import check_config_types
+from soma.utils.distributed import use_cpu_distributed
+from soma.utils.errors import ConfigError
+from .loops import check_loop_options
+from soma.utils.outputs import check_writable_dir
 
 AMP_DTYPES = ("auto", "bfloat16", "float16", "float32")  # float32: no AMP (the plain OptimWrapper)
 # Options only mmengine's AmpOptimWrapper takes; the plain OptimWrapper would reject them.
@@ -61,7 +66,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
     DDP wrapper. Refuses legacy keys, unknown options of SoMA's metrics, hooks and datasets, head/dataset class
     counts that differ, per-domain metrics over datasets without domains and ``mean_over`` domains the datasets do
     not have, and warns about crop sizes that are not a multiple of the patch size
-    (:mod:`soma.utils.config_check`). ``--non-strict`` becomes ``strict_loading = False`` (read by
+    (:mod:`soma.config`). ``--non-strict`` becomes ``strict_loading = False`` (read by
     :class:`soma.engine.SoMARunner`). ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without
     it; the AMP settings are then resolved for this machine by :func:`resolve_amp`.
     """

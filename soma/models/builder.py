@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 from mmengine.config import Config
 
-from ..utils import ConfigError, check_config_types, load_config
+from ..config import check_config_types, load_config
+from ..utils.errors import ConfigError
 
 __all__ = ["build_model", "build_model_from_cfg", "head_state"]
 

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import ConfigError
+from soma.utils.errors import ConfigError
 
 # Arguments the Runner passes to the loops itself.
 _RUNNER_ARGUMENTS = {"self", "runner", "dataloader", "evaluator"}

@@ -1,37 +1,11 @@
-"""Strict checkpoint loading: a checkpoint that does not fit the model is refused, with the reason in words.
-
-mmengine's Runner loads ``load_from``/``--resume`` checkpoints with ``strict=False`` and only logs what did not
-fit, so a checkpoint of another architecture, rank or class count is evaluated as a partly random model and a
-wrong number is printed as a result. Everything that turns a checkpoint into the model that is evaluated,
-resumed or exported goes through :func:`check_checkpoint_fits` (tools/test.py, tools/train.py through
-:class:`soma.engine.SoMARunner`, tools/inference.py, tools/acdc_submission.py and the adapter tools).
-
-It compares names and shapes of every tensor and refuses missing, unexpected and wrongly shaped ones. The
-message gives their counts and first names, and recognises the usual causes:
-
-* an adapter-only file of tools/extract_adapter.py (→ rebuild a full checkpoint with tools/merge_adapter.py);
-* a merged checkpoint (the adapted layers as plain layers) with a config that has adapter layers
-  (→ ``model.backbone.peft=None``), or an adapted checkpoint with a config without them (the model's adapter
-  tensors are found through the adapter protocol, ``soma.peft.adapter_keys``; the checkpoint's others by
-  ``soma.peft.state_adapter_keys``);
-* weights nested under another key than ``state_dict`` (``model``, ...), and a backbone-only file (a pretrained
-  or exported backbone, which belongs in ``init_cfg``) given as a whole model's checkpoint;
-* another adapter rank (a difference along the adapter matrices' rank axis only) or other adapted blocks, other
-  options of an adapter module (Rein's ``num_tokens``, ``start_block``, ...), another number of classes, another
-  backbone width/depth/image size (both values shown);
-* for a Runner checkpoint, the model settings of the config it was trained with that differ from this one.
-
-``strict=False`` (the tools' ``--non-strict``) loads what fits and logs what was not loaded instead.
-Pretrained backbone files (``init_cfg``) are not loaded here: they have their own checks, which allow the
-documented differences (a release file's unused heads, a resampled patch kernel).
+"""The usual causes of a checkpoint that does not fit its model, recognised from the mismatch and named in words:
+an adapter-only or merged file, nested or backbone-only weights, another rank, adapted blocks, adapter module
+options, class count or backbone size.
 """
 from __future__ import annotations
 
-import logging
-import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -39,80 +13,9 @@ import torch.nn as nn
 
 from soma.peft import adapter_keys, adapter_layers, adapter_modules, is_adapter_key, state_adapter_keys
 
-from .errors import UserError
+from soma.peft.state import ADAPTER_FORMAT
 
-# The `format` of the adapter files tools/extract_adapter.py writes and tools/merge_adapter.py reads.
-ADAPTER_FORMAT = "soma-adapter-v1"
-SHOWN = 3  # names shown per kind of mismatch
-NON_STRICT_HINT = ("Loading it anyway would evaluate a partly random model; --non-strict loads only the "
-                   "tensors that fit.")
-
-
-class CheckpointMismatchError(UserError, ValueError):
-    """A checkpoint whose tensors do not fit the model it is loaded into."""
-
-
-@dataclass
-class StateDictMismatch:
-    """What differs between a model's state dict and a checkpoint's, by tensor name."""
-
-    missing: list[str] = field(default_factory=list)  # in the model, not in the checkpoint
-    unexpected: list[str] = field(default_factory=list)  # in the checkpoint, not in the model
-    wrong_shape: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)  # ckpt, model
-    total: int = 0  # tensors of the model
-
-    def __bool__(self) -> bool:
-        return bool(self.missing or self.unexpected or self.wrong_shape)
-
-    @property
-    def loaded(self) -> int:
-        return self.total - len(self.missing) - len(self.wrong_shape)
-
-    def summary(self) -> str:
-        """Counts and the first names of each kind, e.g. ``48 missing (e.g. a, b, c)``."""
-        parts = []
-        if self.missing:
-            parts.append(f"{len(self.missing)} missing (e.g. {', '.join(self.missing[:SHOWN])})")
-        if self.unexpected:
-            parts.append(f"{len(self.unexpected)} unexpected (e.g. {', '.join(self.unexpected[:SHOWN])})")
-        if self.wrong_shape:
-            shown = ", ".join(f"{name}: {tuple(ckpt)} in the checkpoint vs {tuple(own)} in the model"
-                              for name, ckpt, own in self.wrong_shape[:SHOWN])
-            parts.append(f"{len(self.wrong_shape)} of another shape (e.g. {shown})")
-        return "; ".join(parts)
-
-
-# ---------------------------------------------------------------------------------------------- comparing
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The module whose state dict a checkpoint holds: without DDP and test-time-augmentation wrappers."""
-    from mmengine.model import BaseTTAModel, is_model_wrapper
-
-    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
-        model = model.module
-    return model
-
-
-def checkpoint_state_dict(checkpoint: Any) -> dict[str, Any]:
-    """The weights of a loaded checkpoint (under ``state_dict``, or the dict itself), ``module.`` stripped."""
-    if not isinstance(checkpoint, Mapping):
-        raise CheckpointMismatchError(f"the checkpoint holds a {type(checkpoint).__name__}, not a state dict.")
-    state = checkpoint.get("state_dict", checkpoint)
-    return {re.sub(r"^module\.", "", k): v for k, v in state.items()}
-
-
-def compare_state_dict(model: nn.Module | Mapping[str, torch.Tensor], state: Mapping[str, Any]) -> StateDictMismatch:
-    """Names and shapes of ``model``'s state dict (or of a state dict) against ``state`` (BatchNorm's
-    ``num_batches_tracked`` counters are not compared, as in mmengine)."""
-    expected = model.state_dict() if isinstance(model, nn.Module) else model
-    own = {k: tuple(v.shape) for k, v in expected.items() if not k.endswith("num_batches_tracked")}
-    theirs = {k: tuple(v.shape) if isinstance(v, torch.Tensor) else None for k, v in state.items()
-              if not k.endswith("num_batches_tracked")}
-    return StateDictMismatch(
-        missing=[k for k in own if k not in theirs],
-        unexpected=[k for k in theirs if k not in own],
-        wrong_shape=[(k, theirs[k], own[k]) for k in own if k in theirs and theirs[k] is not None
-                     and theirs[k] != own[k]],
-        total=len(own))
+from .mismatch import StateDictMismatch, compare_state_dict
 
 
 # ---------------------------------------------------------------------------------------------- causes
@@ -344,106 +247,3 @@ def _backbone_differences(own: Mapping[str, Any], state: Mapping[str, Any]) -> l
             and state[pos].shape[-1] == own[pos].shape[-1]:
         found.append(f"position embedding of {state[pos].shape[1]} vs {own[pos].shape[1]} tokens (`img_size`)")
     return found
-
-
-def config_changes(saved_config: str | None, model_config: Mapping[str, Any] | None) -> list[str]:
-    """``key: saved → current`` for the model settings that differ from the config a Runner checkpoint was
-    trained with (mmengine stores it as ``meta.cfg``); empty if either is unknown."""
-    if not saved_config or model_config is None:
-        return []
-    from mmengine.config import Config
-
-    try:
-        saved = Config.fromstring(saved_config, ".py").get("model")
-    except Exception:  # a config text mmengine cannot parse back (e.g. holding objects): nothing to compare
-        return []
-    changes: list[str] = []
-
-    def walk(old: Any, new: Any, path: str) -> None:
-        if isinstance(old, Mapping) and isinstance(new, Mapping):
-            for key in sorted(set(old) | set(new), key=str):
-                walk(old.get(key), new.get(key), f"{path}.{key}")
-        elif old != new and not (isinstance(old, (list, tuple)) and isinstance(new, (list, tuple))
-                                 and list(old) == list(new)):
-            changes.append(f"{path}: {old!r} → {new!r}")
-
-    walk(saved, model_config, "model")
-    return [c for c in changes if "init_cfg" not in c and "data_preprocessor" not in c]
-
-
-# ---------------------------------------------------------------------------------------------- checking
-def describe_mismatch(model: nn.Module, checkpoint: Any, source: str | os.PathLike, mismatch: StateDictMismatch,
-                      model_config: Mapping[str, Any] | None = None, resuming: bool = False,
-                      strict: bool = True) -> str:
-    """The full message for a checkpoint that does not fit: what, how many, why, what to do (``strict``) or
-    what was loaded (not ``strict``)."""
-    state = checkpoint_state_dict(checkpoint)
-    causes = likely_causes(model, checkpoint, state, mismatch)
-    meta = checkpoint.get("meta") if isinstance(checkpoint, Mapping) else None
-    changes = config_changes(meta.get("cfg") if isinstance(meta, Mapping) else None, model_config)
-    if not strict:
-        text = (f"--non-strict: checkpoint '{source}' does not fit the config's model; loading the "
-                f"{mismatch.loaded} of {mismatch.total} tensors that fit. NOT loaded (left at their initial "
-                f"values): {mismatch.summary()}.")
-        return text + (" Likely cause: " + "; ".join(causes) + "." if causes else "")
-    head = (f"--resume: the config no longer fits the checkpoint '{source}'" if resuming
-            else f"checkpoint '{source}' does not fit the config's model")
-    text = f"{head}: of {mismatch.total} tensors, {mismatch.summary()}."
-    if changes:
-        text += (f" Model settings changed since the checkpoint was written: {'; '.join(changes[:6])}"
-                 f"{'; ...' if len(changes) > 6 else ''}.")
-    if causes:
-        text += " Likely cause: " + "; ".join(causes) + "."
-    if resuming:
-        text += " Resume with the config the checkpoint was trained with, or start a new run (another --work-dir)."
-    return f"{text} {NON_STRICT_HINT}"
-
-
-def check_checkpoint_fits(model: nn.Module, checkpoint: Any, source: str | os.PathLike, strict: bool = True,
-                          model_config: Mapping[str, Any] | None = None, resuming: bool = False) -> StateDictMismatch:
-    """Refuse (``strict``) or log (not ``strict``) a checkpoint whose tensors do not fit ``model``.
-
-    Args:
-        model: the model (wrappers are removed with :func:`unwrap_model`).
-        checkpoint: the loaded checkpoint (a Runner checkpoint, a ``{"state_dict": ...}`` file or a state dict).
-        source: the file name, for the message.
-        strict: raise on any mismatch; ``False`` logs it as a warning (the tools' ``--non-strict``).
-        model_config: the config's ``model`` dict, compared with the checkpoint's training config.
-        resuming: word the message for ``--resume``.
-
-    Returns:
-        The mismatch (empty when everything fits).
-
-    Raises:
-        CheckpointMismatchError: ``strict`` and some tensor is missing, unexpected or of another shape.
-    """
-    from mmengine.logging import print_log
-
-    model = unwrap_model(model)
-    mismatch = compare_state_dict(model, checkpoint_state_dict(checkpoint))
-    if not mismatch:
-        return mismatch
-    message = describe_mismatch(model, checkpoint, source, mismatch, model_config, resuming, strict)
-    if strict:
-        raise CheckpointMismatchError(message)
-    print_log(message, logger="current", level=logging.WARNING)
-    return mismatch
-
-
-def load_state_dict_checked(model: nn.Module, checkpoint: Any, source: str | os.PathLike,
-                            strict: bool = True) -> None:
-    """Check ``checkpoint`` against ``model`` (:func:`check_checkpoint_fits`), then load what fits."""
-    model = unwrap_model(model)
-    mismatch = check_checkpoint_fits(model, checkpoint, source, strict=strict)
-    state = checkpoint_state_dict(checkpoint)
-    skipped = {name for name, _, _ in mismatch.wrong_shape}
-    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
-
-
-def load_checkpoint_checked(model: nn.Module, path: str | os.PathLike, strict: bool = True) -> dict[str, Any]:
-    """Load a checkpoint file written by this codebase into ``model`` strictly; returns the checkpoint."""
-    from .checkpoint import load_trusted_checkpoint
-
-    checkpoint = load_trusted_checkpoint(path)
-    load_state_dict_checked(model, checkpoint, path, strict=strict)
-    return checkpoint

@@ -12,7 +12,7 @@
 
 Code that builds mmengine's ``Runner`` itself calls it once first, naming the checkpoint it loads::
 
-    from soma.apis.runtime import setup_runtime
+    from soma.utils.runtime import setup_runtime
     setup_runtime(trusted_checkpoints=[cfg.load_from])
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from soma.utils.checkpoint import register_atomic_local_backend, register_local_checkpoint_loader, trust_checkpoint
-from soma.utils.mmcv_ops import configure_mmcv_ops
+from .checkpoint import register_atomic_local_backend, register_local_checkpoint_loader, trust_checkpoint
+from .mmcv_ops import configure_mmcv_ops
 
 __all__ = ["setup_runtime", "trust_checkpoint"]
 

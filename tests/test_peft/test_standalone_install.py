@@ -1,0 +1,131 @@
+"""``pip install .`` gives the adapter library alone: in a fresh virtualenv with torch and nothing of OpenMMLab,
+``soma.peft`` adapts a model, trains a step, merges, saves and loads an adapter."""
+from __future__ import annotations
+
+import importlib.metadata as metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+from packaging.markers import default_environment
+from packaging.requirements import Requirement
+
+from ..conftest import REPO
+
+# The packages the fresh environment gets from this one (torch and what it needs; numpy; the build backend).
+PROVIDED = ("torch", "numpy", "setuptools", "wheel")
+OPENMMLAB = ("mmengine", "mmcv", "mmseg", "mmdet", "timm", "peft", "transformers")
+
+USE = """
+import sys, torch
+import soma.peft as sp
+loaded = sorted({m.split('.')[0] for m in sys.modules} & set(%r))
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+x, y = torch.randn(64, 16), torch.randn(64, 4)
+before = model(x).detach()
+sp.apply_soma(model, sp.SoMAConfig(r=2, target_modules=("0", "2")))
+at_init = (model(x) - before).abs().max().item()
+trainable = sorted(n for n, p in model.named_parameters() if p.requires_grad)
+optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+loss0 = torch.nn.functional.mse_loss(model(x), y)
+loss0.backward(); optimizer.step()
+loss1 = torch.nn.functional.mse_loss(model(x), y).item()
+trained = model(x).detach()
+state = sp.adapter_state_dict(model)
+torch.save(state, sys.argv[1])
+torch.manual_seed(0)
+fresh = torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 4))
+sp.apply_soma(fresh, sp.SoMAConfig(r=2, target_modules=("0", "2")))
+sp.load_adapter_state_dict(fresh, torch.load(sys.argv[1], weights_only=True))
+sp.merge_adapters(fresh)
+import json
+merged = all(layer.merged for layer in sp.adapter_layers(fresh).values())
+print(json.dumps(dict(loaded=loaded, at_init=at_init, trainable=trainable, loss0=loss0.item(), loss1=loss1,
+                      reloaded=(fresh(x) - trained).abs().max().item(), merged=merged)))
+""" % (OPENMMLAB,)
+
+
+def _closure(names: tuple[str, ...]) -> list[metadata.Distribution]:
+    """The installed distributions ``names`` and everything they require here (markers evaluated, extras
+    followed), as pip walks them."""
+    environment = default_environment()
+    found: dict[str, metadata.Distribution] = {}
+    done: set[tuple[str, str]] = set()
+    todo = [Requirement(name) for name in names]
+    while todo:
+        requirement = todo.pop()
+        key = requirement.name.lower().replace("_", "-")
+        for extra in ("", *sorted(requirement.extras)):
+            if (key, extra) in done:
+                continue
+            done.add((key, extra))
+            try:
+                dist = found.setdefault(key, metadata.distribution(requirement.name))
+            except metadata.PackageNotFoundError:
+                continue  # a platform part this machine does not have (pip would then not ask for it either)
+            for line in dist.requires or []:
+                dependency = Requirement(line)
+                if dependency.marker is None or dependency.marker.evaluate(dict(environment, extra=extra)):
+                    todo.append(dependency)
+    return list(found.values())
+
+
+def _link_packages(dists: list[metadata.Distribution], into: Path) -> None:
+    """Symlink each distribution's top-level files and its ``.dist-info`` into ``into`` (a site dir)."""
+    into.mkdir(parents=True)
+    for dist in dists:
+        base = Path(dist.locate_file(""))
+        tops = {Path(str(file)).parts[0] for file in dist.files or []}
+        for top in tops:
+            source = base / top
+            if top.endswith(".dist-info") and source != Path(dist._path):  # noqa: SLF001
+                continue
+            if source.exists() and not (into / top).exists() and top != "..":
+                (into / top).symlink_to(source)
+
+
+@pytest.mark.slow  # builds a virtualenv and installs soma into it (about a minute)
+def test_soma_peft_in_a_fresh_virtualenv_with_torch_only(tmp_path):
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin/python"
+    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    _link_packages(_closure(PROVIDED), tmp_path / "provided")
+    Path(site, "provided.pth").write_text(str(tmp_path / "provided") + "\n")
+    source = tmp_path / "src"  # a copy: pip builds in the source tree, which must stay the checkout's
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "soma", source / "soma", ignore=shutil.ignore_patterns("__pycache__"))
+    # No index: every core dependency must already be there, so nothing of OpenMMLab can come in.
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--no-index", "--no-build-isolation",
+                              str(source)], capture_output=True, text=True, env=dict(os.environ, PIP_NO_CACHE_DIR="1"))
+    assert install.returncode == 0, install.stderr[-3000:]
+    check = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.requires('soma'))"],
+                           capture_output=True, text=True, cwd=tmp_path)
+    requires = eval(check.stdout)  # noqa: S307 (our own subprocess's repr of a list of strings)
+    core = sorted(Requirement(r).name for r in requires if "extra ==" not in r)
+    assert core == ["numpy", "torch"], requires
+    extras = {r.split("extra == ")[1].strip("'\"") for r in requires if "extra ==" in r}
+    assert extras == {"mm", "hf"}
+    for name in OPENMMLAB:  # the fresh environment really lacks them
+        probe = subprocess.run([python, "-c", f"import {name}"], capture_output=True, text=True, cwd=tmp_path)
+        assert probe.returncode != 0, f"{name} is importable in the fresh environment"
+    result = subprocess.run([python, "-c", USE, str(tmp_path / "adapter.pt")], capture_output=True, text=True,
+                            cwd=tmp_path)  # not the checkout: the installed soma
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.splitlines()[-1])
+    assert report["loaded"] == []
+    assert report["at_init"] < 1e-5  # the SVD split keeps the function
+    assert report["trainable"] == ["0.base_layer.bias", "0.lora_A", "0.lora_B", "2.base_layer.bias", "2.lora_A",
+                                   "2.lora_B"]
+    assert report["loss1"] < report["loss0"]
+    assert report["reloaded"] < 1e-5 and report["merged"]
+    assert sys.executable != str(python)
