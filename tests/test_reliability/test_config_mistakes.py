@@ -93,3 +93,18 @@ def test_tools_print_config_errors_in_one_line(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match=r"^error: config '.*old\.py' uses keys of older mmseg/mmcv configs") as exit_:
         test_tool.main()
     assert "\n" not in str(exit_.value.code)
+
+
+def test_adapter_methods_are_checked_against_the_adapter_registry_not_the_model_registries():
+    from mmdet.registry import MODELS as DET_MODELS
+    from mmseg.registry import MODELS as SEG_MODELS
+
+    from soma.config import UnknownTypeError, check_config_types
+
+    import soma.models  # noqa: F401  (registers the backbones)
+
+    assert SEG_MODELS.get("SoMA") is None and DET_MODELS.get("SoMA") is None  # an adapter config is no model
+    check_config_types(dict(model=dict(backbone=dict(type="DINOv2", peft=dict(type="SoMA")))))
+    with pytest.raises(UnknownTypeError, match=r"unknown adapter method 'SoMa' at `model.backbone.peft.type`.*"
+                                               r"Did you mean: 'SoMA'"):
+        check_config_types(dict(model=dict(backbone=dict(type="DINOv2", peft=dict(type="SoMa")))))
