@@ -68,7 +68,8 @@ def load_run_config(args: argparse.Namespace) -> Config:
     not have, and warns about crop sizes that are not a multiple of the patch size
     (:mod:`soma.config`). ``--non-strict`` becomes ``strict_loading = False`` (read by
     :class:`soma.engine.SoMARunner`). ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without
-    it; the AMP settings are then resolved for this machine by :func:`resolve_amp`.
+    it; the AMP settings are resolved for the model's device by the optimizer-wrapper constructor the schedule
+    names (:class:`soma.engine.FrozenAwareOptimWrapperConstructor`, through :func:`resolve_amp`).
     """
     if args.launcher == "pytorch":
         check_launcher_environment()
@@ -95,7 +96,7 @@ def load_run_config(args: argparse.Namespace) -> Config:
         if getattr(args, "amp", False):
             cfg.optim_wrapper.type = "AmpOptimWrapper"
             cfg.optim_wrapper.setdefault("dtype", "auto")
-        cfg.optim_wrapper = resolve_amp(cfg.optim_wrapper)
+            cfg.optim_wrapper.setdefault("constructor", "FrozenAwareOptimWrapperConstructor")
     if args.launcher != "none":
         use_cpu_distributed(cfg)
     return cfg

@@ -45,6 +45,7 @@ def test_amp_wrapper_builds_on_gpu_with_the_supported_dtype(bf16, dtype, fake_gp
     model = MODELS.build(tiny_segmentor_config())
     resolved = resolve_amp(Config.fromfile(str(SCHEDULE)).optim_wrapper, device="cuda")
     assert resolved.dtype == str(dtype).removeprefix("torch.") and resolved.loss_scale == "dynamic"
+    resolved.pop("constructor")  # mmengine's: the schedule's would resolve again, for this GPU-less machine
     wrapper = build_optim_wrapper(model, resolved)
     assert isinstance(wrapper, AmpOptimWrapper) and wrapper.cast_dtype == dtype
     assert not wrapper.clip_grad_kwargs  # no gradient clipping, as released
@@ -95,12 +96,20 @@ def test_cpu_falls_back_to_the_plain_wrapper_with_a_warning(monkeypatch, tiny_se
     assert type(wrapper) is OptimWrapper and not wrapper.clip_grad_kwargs
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback of the runner tools")
-def test_runner_config_falls_back_on_cpu():
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback")
+def test_the_schedules_constructor_falls_back_on_cpu(tiny_segmentor_config):
+    from soma.engine import FrozenAwareOptimWrapperConstructor
+
     for amp in (False, True):  # the schedule's AMP, or tools/train.py --amp
         args = argparse.Namespace(config=str(CONFIG), cfg_options=None, launcher="none", local_rank=0,
                                   work_dir=None, amp=amp)
-        assert load_run_config(args).optim_wrapper.type == "OptimWrapper"
+        optim_wrapper = load_run_config(args).optim_wrapper
+        assert optim_wrapper.type == "AmpOptimWrapper"  # decided by the constructor the schedule names
+        optim_wrapper = optim_wrapper.copy()
+        assert optim_wrapper.pop("constructor") == "FrozenAwareOptimWrapperConstructor"
+        constructor = FrozenAwareOptimWrapperConstructor(optim_wrapper, optim_wrapper.pop("paramwise_cfg", None))
+        wrapper = constructor(MODELS.build(tiny_segmentor_config()))
+        assert type(wrapper) is OptimWrapper
     plain = dict(type="OptimWrapper", optimizer=dict(type="SGD", lr=0.1))
     assert resolve_amp(plain) == plain  # configs without AMP are left as they are
 
