@@ -62,8 +62,9 @@ def load_run_config(args: argparse.Namespace) -> Config:
     counts that differ, per-domain metrics over datasets without domains and ``mean_over`` domains the datasets do
     not have, and warns about crop sizes that are not a multiple of the patch size
     (:mod:`soma.utils.config_check`). ``--non-strict`` becomes ``strict_loading = False`` (read by
-    :class:`soma.engine.SoMARunner`); ``args.seed`` (tools/train.py's ``--seed``) becomes ``randomness.seed``. ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without
-    it; the AMP settings are then resolved for this machine by :func:`resolve_amp`.
+    :class:`soma.engine.SoMARunner`); ``args.seed`` (tools/train.py's ``--seed``) becomes ``randomness.seed``.
+    ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without it; the AMP settings are then
+    resolved for this machine by :func:`resolve_amp`.
     """
     if args.launcher == "pytorch":
         check_launcher_environment()
