@@ -3,7 +3,7 @@
     python tools/demo/run.py            # SoMA only (~2-3 min on 2 cores after set-up)
     python tools/demo/run.py --all      # also frozen, full fine-tuning, LoRA and PiSSA, side by side
     python tools/demo/run.py --variants soma_ema   # SoMA validated during training, EMA weights (GPU check's run)
-    python tools/demo/run.py --study    # the method study: 5 variants x 3 seeds, table with 95 % CIs (~30 min)
+    python tools/demo/run.py --study    # the method study: 5 variants x 3 seeds, table with 95 % CIs
     python tools/demo/run.py --all --seeds 0 1 2   # the default demo's variants over seeds, compared the same way
 
 Everything runs through the same pieces as the real benchmarks: the registered dataset and backbone, the
