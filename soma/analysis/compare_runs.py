@@ -95,15 +95,16 @@ def find_runs(patterns: Iterable[str | Path]) -> list[Path]:
     """Run folders named by ``patterns``: folders, or glob patterns of folders (quoted, so the shell left them).
 
     Raises:
-        UserError: nothing matches.
+        UserError: a pattern matches no folder (a typo would otherwise drop runs from the comparison unnoticed).
     """
     found: list[Path] = []
     for pattern in map(str, patterns):
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-        found += [Path(match) for match in matches if Path(match).is_dir()]
-    if not found:
-        raise UserError(f"no run folders found in {', '.join(map(str, patterns))}; give the work dirs of test runs "
-                        "(folders with metrics.json), or a quoted glob such as 'work_dirs/study/*/seed_*'.")
+        matches = [Path(match) for match in (sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern])
+                   if Path(match).is_dir()]
+        if not matches:
+            raise UserError(f"no run folders found in '{pattern}'; give the work dirs of test runs (folders with "
+                            "metrics.json), or a quoted glob such as 'work_dirs/study/*/seed_*'.")
+        found += matches
     return list(dict.fromkeys(found))  # a folder named twice is one run
 
 

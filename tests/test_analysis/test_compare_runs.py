@@ -163,8 +163,10 @@ def test_run_without_a_training_record_is_refused(tmp_path):
 
 
 def test_no_runs_and_unknown_reference(study, tmp_path):
-    with pytest.raises(UserError, match="no run folders found"):
+    with pytest.raises(UserError, match="no run folders found in '.*nothing/\\*'"):
         find_runs([str(tmp_path / "nothing" / "*")])
+    with pytest.raises(UserError, match="no run folders found in '.*soma/seed_7'"):  # one typo among good runs
+        find_runs([study / "soma" / "seed_0", study / "soma" / "seed_7"])
     with pytest.raises(UserError, match=r"--reference 'lora' is not among the compared methods \(frozen, soma\)"):
         compare(load(study), reference="lora")
 
