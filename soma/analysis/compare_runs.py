@@ -174,7 +174,10 @@ def load_runs(paths: Sequence[Path], metric: str | None = None,
     runs, failed = [], []
     for path in paths:
         run = load_run(path, metric)
-        (failed.append(path) if run is None else runs.append(run))
+        if run is None:
+            failed.append(path)
+        else:
+            runs.append(run)
     if failed and not skip_failed:
         raise UserError(f"no {metric or 'mIoU/mAP'} results ({METRICS_FILE}) in {', '.join(map(str, failed))}: a "
                         "failed or unfinished run (see its logs); rerun it, or pass --skip-failed to leave it out "
