@@ -1,6 +1,6 @@
 """Train a segmentor or detector from a config with mmengine's Runner.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume | --overwrite] [--amp] [--cfg-options key=value ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--seed N] [--resume | --overwrite] [--amp] [--cfg-options ...]
     bash tools/dist_train.sh CONFIG GPUS [same options]
 
 A work dir that holds checkpoints is refused unless the run continues them (``--resume``) or replaces them

@@ -8,7 +8,8 @@ class count; an adapter-only or merged file) is refused with the likely cause (s
 ``--non-strict`` loads only the tensors that fit and lists the rest. It is the only file the run unpickles
 fully (:func:`soma.utils.runtime.setup_runtime`).
 
-The results (``metrics.json``, the per-domain metrics' ``per_class.json``) go to the work dir; a work dir that
+The results (``metrics.json``, the per-domain metrics' ``per_class.json``) go to the work dir; ``metrics.json``
+also records the config, and the seed and config of the training run (:func:`training_record`); a work dir that
 already holds results of an earlier test is refused unless ``--force`` (:func:`check_earlier_results`).
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ from soma.utils import ConfigError, OutputExistsError, exit_on_user_error, write
 from soma.config.datasets import leaf_datasets
 
 __all__ = ["main", "parse_args", "as_number", "format_metrics", "evaluation_resolutions", "record_test_setting",
-           "result_files", "check_earlier_results"]
+           "result_files", "check_earlier_results", "training_record"]
 
 METRICS_NAME = "metrics.json"
 
@@ -150,6 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     if is_main_process():
         print(format_metrics(metrics))
         write_text_atomic(osp.join(cfg.work_dir, METRICS_NAME), json.dumps(
-            dict(metrics, checkpoint=args.checkpoint, tta=args.tta, test_resolution=evaluation_resolutions(cfg)),
-            indent=2))
+            dict(metrics, checkpoint=args.checkpoint, tta=args.tta, test_resolution=evaluation_resolutions(cfg),
+                 config=args.config, **training_record(runner.loaded_meta)), indent=2))
+
+
+def training_record(meta: dict | None) -> dict:
+    """What metrics.json records of the training run that wrote the checkpoint: its ``seed`` and its config as
+    text (``train_config``), from the checkpoint's mmengine ``meta``; ``None`` where the checkpoint has no such
+    meta (a merged or converted file). tools/analysis/compare_runs.py groups and pairs runs by these."""
+    meta = meta or {}
+    seed = meta.get("seed")
+    return dict(seed=int(seed) if seed is not None else None, train_config=meta.get("cfg"))
 

@@ -1,6 +1,6 @@
 """Training from a config with mmengine's Runner: what ``tools/train.py`` runs.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume | --overwrite] [--amp] [--cfg-options key=value ...]
+    python tools/train.py CONFIG [--work-dir DIR] [--seed N] [--resume | --overwrite] [--amp] [--cfg-options ...]
     bash tools/dist_train.sh CONFIG GPUS [same options]
 
 A work dir that holds checkpoints is refused unless the run continues them (``--resume``) or replaces them
@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the checkpoints of an earlier run in the work dir and start anew")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
+    parser.add_argument("--seed", type=int,
+                        help="random seed of the run (sets `randomness.seed`; checkpoints and tools/test.py's "
+                             "metrics.json record it)")
     add_runner_arguments(parser, "where logs and checkpoints go")
     return parser.parse_args(argv)
 

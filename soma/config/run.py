@@ -67,9 +67,10 @@ def load_run_config(args: argparse.Namespace) -> Config:
     counts that differ, per-domain metrics over datasets without domains and ``mean_over`` domains the datasets do
     not have, and warns about crop sizes that are not a multiple of the patch size
     (:mod:`soma.config`). ``--non-strict`` becomes ``strict_loading = False`` (read by
-    :class:`soma.engine.SoMARunner`). ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without
-    it; the AMP settings are resolved for the model's device by the optimizer-wrapper constructor the schedule
-    names (:class:`soma.engine.FrozenAwareOptimWrapperConstructor`, through :func:`resolve_amp`).
+    :class:`soma.engine.SoMARunner`); ``args.seed`` (tools/train.py's ``--seed``) becomes ``randomness.seed``.
+    ``args.amp`` (tools/train.py's ``--amp``) asks for AMP on a config without it; the AMP settings are resolved
+    for this machine by the optimizer-wrapper constructor the schedule names
+    (:class:`soma.engine.FrozenAwareOptimWrapperConstructor`, through :func:`resolve_amp`).
     """
     if args.launcher == "pytorch":
         check_launcher_environment()
@@ -89,6 +90,8 @@ def load_run_config(args: argparse.Namespace) -> Config:
     warn_patch_padding(cfg)
     if getattr(args, "non_strict", False):
         cfg.strict_loading = False
+    if getattr(args, "seed", None) is not None:  # tools/train.py --seed: a study's runs differ only here
+        cfg.randomness = dict(cfg.get("randomness") or {}, seed=args.seed)
     cfg.work_dir = args.work_dir or cfg.get("work_dir") or osp.join(
         "work_dirs", osp.splitext(osp.basename(args.config))[0])
     check_writable_dir(cfg.work_dir, "--work-dir")  # mmengine writes there only once the model is built

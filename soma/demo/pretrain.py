@@ -6,11 +6,17 @@ re-rendered at every step with random class colours and photometric jitter — m
 fog. Fine-tuning must then learn the finer classes without forgetting what made these features robust, which
 is what SoMA is for. The weights are saved in the format of ``tools/convert_models/dinov2.py`` (the timm state
 dict under ``state_dict``, plus ``meta``), so the demo configs load them exactly like converted DINOv2 weights.
+
+The method study (``tools/demo/run.py --study``) pretrains with ``styles="varied"``: each scene is also given a
+random global look (darkened with a colour tint, hazed towards a random grey, desaturated, gamma, noise), so that
+the features are robust to style and there is something for fine-tuning to keep or lose. The study's test styles
+(night with lamp glows, depth-dependent fog, the palette city) are not among these renderings.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import timm
@@ -30,6 +36,7 @@ IMAGE_SIZE = 64
 # ImageNet statistics, as the demo configs' data preprocessor uses them.
 MEAN = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
 STD = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+PretrainStyles = Literal["recoloured", "varied"]
 
 
 def build_vit() -> nn.Module:
@@ -46,13 +53,32 @@ def _coarse_lut() -> np.ndarray:
     return lut
 
 
-def make_batch(rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Freshly rendered scenes with random colours and photometric jitter, and their coarse labels."""
+def random_look(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` (float RGB) in a random global style: each of darkening with a colour tint, haze towards a random
+    grey, desaturation and a gamma curve with some probability, then sensor noise of a random strength."""
+    if rng.random() < 0.4:
+        image = image * rng.uniform(0.1, 0.6) * rng.uniform(0.5, 1.0, 3)
+    if rng.random() < 0.4:
+        strength = rng.uniform(0.2, 0.75)
+        image = image * (1 - strength) + rng.uniform(80, 230) * strength
+    if rng.random() < 0.25:
+        image = np.repeat(image.mean(axis=2, keepdims=True), 3, axis=2)
+    if rng.random() < 0.5:
+        image = 255 * (np.clip(image, 0, 255) / 255) ** rng.uniform(0.5, 2.0)
+    return image + rng.normal(0.0, rng.uniform(0, 15), image.shape)
+
+
+def make_batch(rng: np.random.Generator, batch_size: int,
+               styles: PretrainStyles = "recoloured") -> tuple[torch.Tensor, torch.Tensor]:
+    """Freshly rendered scenes with random colours and photometric jitter (``"varied"``: and a random global look,
+    :func:`random_look`), and their coarse labels."""
     lut = _coarse_lut()
     images, labels = [], []
     for _ in range(batch_size):
         layout = make_layout(rng, IMAGE_SIZE)
         image = render(layout, "source", rng, colours=random_colours(rng)).astype(np.float32)
+        if styles == "varied":
+            image = random_look(image, rng)
         image = image * rng.uniform(0.6, 1.4) + rng.uniform(-40, 40, 3)  # contrast and colour shift
         if rng.random() < 0.5:
             image, layout = image[:, ::-1], layout[:, ::-1]
@@ -62,8 +88,16 @@ def make_batch(rng: np.random.Generator, batch_size: int) -> tuple[torch.Tensor,
     return (inputs - MEAN) / STD, torch.from_numpy(np.stack(labels)).long()
 
 
-def pretrain(out: str | Path, steps: int = 300, batch_size: int = 32, lr: float = 1e-3, seed: int = 0) -> Path:
-    """Pretrain the demo ViT and save it to ``out`` (skipped when ``out`` exists). Returns ``out``."""
+def pretrain(out: str | Path, steps: int = 300, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+             styles: PretrainStyles = "recoloured") -> Path:
+    """Pretrain the demo ViT and save it to ``out`` (skipped when ``out`` exists). Returns ``out``.
+
+    Args:
+        styles: ``"recoloured"`` (the default demo: random class colours and jitter) or ``"varied"`` (the study:
+            also a random global look per scene, :func:`random_look`).
+    """
+    if styles not in ("recoloured", "varied"):
+        raise ValueError(f"`styles` must be 'recoloured' or 'varied', got {styles!r}.")
     out = Path(out)
     if out.is_file():
         print_log(f"pretrained demo ViT: using the cached {out}", logger="current")
@@ -78,7 +112,7 @@ def pretrain(out: str | Path, steps: int = 300, batch_size: int = 32, lr: float 
     grid = IMAGE_SIZE // PATCH_SIZE
     start = time.perf_counter()
     for step in range(steps):
-        inputs, labels = make_batch(rng, batch_size)
+        inputs, labels = make_batch(rng, batch_size, styles)
         tokens = vit.forward_features(inputs)[:, vit.num_prefix_tokens:]  # (B, grid², C)
         logits = head(tokens).transpose(1, 2).reshape(batch_size, NUM_COARSE, grid, grid)
         logits = F.interpolate(logits, size=labels.shape[-2:], mode="bilinear", align_corners=False)
@@ -94,6 +128,8 @@ def pretrain(out: str | Path, steps: int = 300, batch_size: int = 32, lr: float 
                       f"{accuracy.item():.3f} ({time.perf_counter() - start:.0f} s)", logger="current")
     meta = dict(family="DINOv2", arch=ARCH, patch_size=PATCH_SIZE, img_size=IMAGE_SIZE, steps=steps,
                 source="soma/demo/pretrain.py (coarse-category segmentation of generated scenes)")
+    if styles != "recoloured":  # the default demo's meta stays as it was
+        meta["styles"] = styles
     save_checkpoint_atomic({"state_dict": vit.state_dict(), "meta": meta}, out)
     print_log(f"saved the pretrained demo ViT to {out}", logger="current")
     return out

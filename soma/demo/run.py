@@ -67,8 +67,9 @@ def run_tool(command: list[str], log: Path) -> None:
 
 
 def train_and_test(variant: Variant, data_root: Path, pretrained: Path, work_dir: Path,
-                   iters: int | None = None) -> dict:
-    """Train one variant with tools/train.py and evaluate it with tools/test.sh; returns its metrics."""
+                   iters: int | None = None, seed: int | None = None) -> dict:
+    """Train one variant with tools/train.py (``--seed seed`` if given; else the config's) and evaluate it with
+    tools/test.sh; returns its metrics."""
     options = data_options(data_root, variant.validates) + [f"model.backbone.init_cfg.checkpoint={pretrained}"]
     if iters:
         # The schedules (PolyLR, weight-decay cosine) end with training, as in the configs.
@@ -76,13 +77,14 @@ def train_and_test(variant: Variant, data_root: Path, pretrained: Path, work_dir
                     f"param_scheduler.0.end={iters}", f"param_scheduler.1.end={iters}"]
     python = sys.executable
     # Each demo run starts its variants anew: --overwrite replaces the checkpoints of an earlier demo run.
-    run_tool([python, "tools/train.py", variant.config, "--work-dir", str(work_dir), "--overwrite", "--cfg-options",
-         *options],
-        work_dir / "train.out")
+    seed_option = [] if seed is None else ["--seed", str(seed)]
+    run_tool([python, "tools/train.py", variant.config, "--work-dir", str(work_dir), "--overwrite", *seed_option,
+              "--cfg-options", *options],
+             work_dir / "train.out")
     checkpoint = (work_dir / "last_checkpoint").read_text().strip()
     # --force: the results of an earlier demo run are of the checkpoint that --overwrite just replaced.
     run_tool(["bash", "tools/test.sh", variant.config, checkpoint, "1", "--work-dir", str(work_dir), "--force",
-         "--cfg-options", *options], work_dir / "test.out")
+              "--cfg-options", *options], work_dir / "test.out")
     return json.loads((work_dir / "metrics.json").read_text())
 
 

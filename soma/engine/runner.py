@@ -34,7 +34,12 @@ class SoMARunner(Runner):
     The checkpoint the run was asked to load (``load_from``; on ``--resume`` without one, the latest checkpoint
     of the work dir) is a file this codebase wrote and the user named, so it is unpickled fully (mmengine's
     ``MessageHub`` and numpy scalars); any other file loaded here goes through mmengine's loaders.
+
+    ``loaded_meta`` keeps the ``meta`` of the last checkpoint loaded (mmengine's: the training run's ``seed`` and
+    config text ``cfg``), so that tools/test.py can record which training run its metrics are of.
     """
+
+    loaded_meta: dict | None = None
 
     def load_checkpoint(self, filename: str, map_location: Any = "cpu", strict: bool = False,
                         revise_keys: list = [(r"^module.", "")]) -> dict:  # noqa: B006 (mmengine's signature)
@@ -42,6 +47,7 @@ class SoMARunner(Runner):
             checkpoint = load_trusted_checkpoint(filename, map_location=map_location)
         else:
             checkpoint = _load_checkpoint(filename, map_location=map_location)
+        self.loaded_meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
         self.call_hook("after_load_checkpoint", checkpoint=checkpoint)  # e.g. EMA weights swapped in, as mmengine
         model = self.model.module if is_model_wrapper(self.model) else self.model
         model_config = self.cfg.get("model") or {}

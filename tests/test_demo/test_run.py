@@ -39,4 +39,22 @@ def test_command_line_is_the_documented_one():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("usage: run.py [-h] [--all] [--variants NAME [NAME ...]] [--work-dir WORK_DIR]")
     assert "choices: frozen, full, lora, pissa, soma, soma_ema" in " ".join(result.stdout.split())
+    assert "--study" in result.stdout and "--seeds N [N ...]" in result.stdout
     assert "The SoMA demo on CPU" in result.stdout
+
+
+def test_short_study_over_seeds_end_to_end(tmp_path):
+    """--study's loop at toy size: two variants, two seeds, each trained and tested, then compared over the seeds."""
+    from soma.demo.study import run_seeds
+
+    work = tmp_path / "work"
+    summary = run_seeds(work, tmp_path / "data", tmp_path / "vit.pth", seeds=[0, 1], variants=["frozen", "soma"],
+                        iters=5, pretrain_steps=40, pretrain_styles="varied", num_train=32, num_val=4)
+    assert summary == work / "study.md"
+    for variant in ("frozen", "soma"):
+        for seed in (0, 1):
+            assert json.loads((work / variant / f"seed_{seed}" / "metrics.json").read_text())["seed"] == seed
+    table = (work / "comparison.md").read_text()
+    assert "| frozen | 2 |" in table and "| soma | 2 |" in table and "Δ target mean vs soma" in table
+    assert (work / "comparison.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Study finished in" in summary.read_text()

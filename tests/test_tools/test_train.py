@@ -299,3 +299,31 @@ def test_load_from_pattern_resolves_to_its_one_match(tmp_path):
     (tmp_path / "best_mean_mIoU_iter_12000.pth").touch()
     with pytest.raises(ConfigError, match="matches 2 files"):
         resolve_load_from(pattern)
+
+
+def test_seed_option_sets_the_config_seed(tmp_path):
+    from soma.apis.training import parse_args
+    from soma.config import load_run_config
+
+    config = str(REPO / "configs/demo/soma_dinov2-demo_scenes-64.py")
+    assert load_run_config(parse_args([config, "--work-dir", str(tmp_path)])).randomness.seed == 0  # the config's
+    cfg = load_run_config(parse_args([config, "--seed", "7", "--work-dir", str(tmp_path)]))
+    assert cfg.randomness == dict(seed=7)
+
+
+@pytest.mark.slow  # trains and tests through the tools' command lines
+def test_seed_reaches_the_checkpoint_and_the_test_metrics(tmp_path):
+    import json
+
+    make_cityscapes_like(tmp_path / "data")
+    config = tmp_path / "tiny_train.py"
+    config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data"))
+    result = run_train(config, tmp_path / "work", "--seed", "3", "--cfg-options", "train_cfg.max_iters=2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    test = subprocess.run([sys.executable, str(REPO / "tools/test.py"), str(config), str(tmp_path / "work/iter_2.pth"),
+                           "--work-dir", str(tmp_path / "test")], capture_output=True, text=True, cwd=REPO)
+    assert test.returncode == 0, test.stderr[-3000:]
+    metrics = json.loads((tmp_path / "test/metrics.json").read_text())
+    # The config's own seed is 42 (default_runtime.py): the one recorded is the training run's, from the checkpoint.
+    assert metrics["seed"] == 3 and metrics["config"] == str(config)
+    assert "seed=3" in metrics["train_config"].replace(" ", "")
