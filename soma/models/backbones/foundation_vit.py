@@ -116,6 +116,9 @@ class FoundationViT(BaseModule):
 
     arch_zoo: dict[str, tuple[str, dict[str, Any], tuple[int, ...]]] = {}
     default_peft_targets: tuple[str, ...] = ()
+    # Per-arch defaults of ``peft`` options the config leaves unset (arch → value); see the families' docstrings.
+    default_start_blocks: dict[str, int] = {}
+    default_fused_splits: dict[str, dict[str, int]] = {}
 
     def __init__(
         self,
@@ -171,8 +174,12 @@ class FoundationViT(BaseModule):
         self.peft_method, self.peft_config = None, None
         if peft is not None:
             try:
-                self.peft_method, self.peft_config = build_peft_config(
-                    peft, defaults=dict(target_modules=self.default_peft_targets))
+                defaults: dict[str, Any] = dict(target_modules=self.default_peft_targets)
+                if arch in self.default_start_blocks:
+                    defaults["start_block"] = self.default_start_blocks[arch]
+                if arch in self.default_fused_splits:
+                    defaults["fused_splits"] = dict(self.default_fused_splits[arch])
+                self.peft_method, self.peft_config = build_peft_config(peft, defaults=defaults)
                 self._check_peft_blocks(len(self.vit.blocks))
                 # Wrap now so checkpoints of adapted models load at test time; the initialisation (e.g. SoMA's SVD
                 # split) waits for init_weights(), after the pretrained weights are loaded.
