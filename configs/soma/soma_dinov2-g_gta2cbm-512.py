@@ -10,6 +10,7 @@ model = dict(
         arch="giant",
         out_indices=(9, 19, 29, 39),
         with_cp=True,
+        frozen_dtype="bfloat16",  # frozen weights and SoMA residuals in bf16 after the float64 SVD split
         peft=dict(type="SoMA", r=16, init="minor", start_block=13, train_bias=True),
         init_cfg=dict(type="Pretrained", checkpoint="checkpoints/dinov2_vitg14_patch16-bicubic.pth"),
     ),

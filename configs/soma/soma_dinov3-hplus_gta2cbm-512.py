@@ -11,6 +11,7 @@ model = dict(
         arch="huge_plus",
         out_indices=(7, 15, 23, 31),
         with_cp=True,
+        frozen_dtype="bfloat16",  # frozen weights and SoMA residuals in bf16 after the float64 SVD split
         peft=dict(type="SoMA", r=16, init="minor", start_block=11, train_bias=True),
         init_cfg=dict(type="Pretrained", checkpoint="checkpoints/dinov3_vith16plus_converted.pth"),
     ),

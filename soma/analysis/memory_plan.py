@@ -3,7 +3,7 @@
 What one training step holds at its peak, per part:
 
 * **weights**: every parameter and buffer at its own dtype (a bfloat16 frozen base counts 2 bytes), counted on
-  the model built on the meta device;
+  the model built on the meta device; twice that with an ``EMAHook`` (mmengine's EMA copies the whole model);
 * **gradients** (float32, trainable parameters only) and **optimizer state** (AdamW/Adam: two float32 moments per
   trainable parameter; SGD with momentum: one);
 * **activations and temporaries** of the backbone: its forward and backward run on *fake* tensors
@@ -270,7 +270,11 @@ def plan_memory(cfg: Any, batch: int | None = None, img_size: int | None = None,
             (cfg.optim_wrapper.get("dtype") or "auto") != "float32"
     moments = _optimizer_moments(cfg)
     model = build_on_meta(cfg)
+    if hasattr(model.backbone, "cast_frozen_base"):  # a bfloat16 frozen base, as after init_weights()
+        model.backbone.cast_frozen_base()
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    if any(hook.get("type") == "EMAHook" for hook in cfg.get("custom_hooks") or []):
+        weights *= 2  # mmengine's EMA keeps a full copy of the model (parameters and buffers) on the device
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     trainable_bytes = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)  # float32 states
     with torch.no_grad():  # the feature maps' channels and strides, from a meta forward
@@ -343,12 +347,19 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(cfg.get("default_scope", "mmseg")):
         model = _registry(cfg).build(cfg.model).to(device).train()
+    if hasattr(model.backbone, "cast_frozen_base"):  # random weights: no SVD, but the base stored as after it
+        model.backbone.cast_frozen_base()
     generator = torch.Generator().manual_seed(0)
     images = [torch.randint(0, 255, (3, img_size, img_size), generator=generator, dtype=torch.uint8)
               for _ in range(batch)]
     samples = _head_batch(batch, img_size, getattr(model.decode_head, "num_classes", 19))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    if any(hook.get("type") == "EMAHook" for hook in cfg.get("custom_hooks") or []):
+        import copy
+
+        ema_copy = copy.deepcopy(model)  # what mmengine's EMAHook keeps on the device
+        weights += sum(t.numel() * t.element_size() for t in [*ema_copy.parameters(), *ema_copy.buffers()])
     autocast = torch.autocast(device, dtype=torch.bfloat16) if amp else nullcontext()
 
     def step() -> None:

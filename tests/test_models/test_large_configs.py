@@ -34,3 +34,14 @@ def test_large_config_builds_on_meta(name):
         maps = backbone.eval()(torch.empty(1, 3, 512, 512, device="meta"))
     assert [tuple(m.shape) for m in maps] == [(1, width, 128, 128), (1, width, 64, 64), (1, width, 32, 32),
                                               (1, width, 16, 16)]
+
+
+@pytest.mark.parametrize("name", sorted(LARGE))
+def test_large_configs_store_the_frozen_base_in_bfloat16(name):
+    cfg = Config.fromfile(str(REPO / "configs/soma" / name))
+    backbone = build_on_meta(cfg).backbone
+    before = sum(p.numel() * p.element_size() for p in backbone.parameters())
+    saved = backbone.cast_frozen_base()  # what init_weights() does after the SVD split
+    frozen = sum(p.numel() for p in backbone.parameters() if not p.requires_grad)
+    assert backbone.frozen_dtype == torch.bfloat16 and 0.99 * 2 * frozen < saved <= 2 * frozen
+    assert sum(p.numel() * p.element_size() for p in backbone.parameters()) == before - saved
