@@ -23,6 +23,7 @@ trainable parameters. The CUDA context (~0.5 GB) and the caching allocator's fra
 """
 from __future__ import annotations
 
+import copy
 import weakref
 from collections.abc import Sequence
 from contextlib import nullcontext
@@ -238,6 +239,19 @@ def build_on_meta(cfg: Any) -> torch.nn.Module:
         return _registry(cfg).build(model_cfg)
 
 
+def crop_size(cfg: Any) -> int:
+    """The training crop: the data preprocessor's padded ``size`` if set, else the backbone's ``img_size``."""
+    size = (cfg.model.get("data_preprocessor") or {}).get("size")
+    return int(size[0]) if size else int(cfg.model.backbone.get("img_size", 512))
+
+
+def set_crop_size(cfg: Any, img_size: int) -> None:
+    """Make ``cfg`` train on ``img_size``² crops: the backbone's size and the preprocessor's padding."""
+    cfg.model.backbone.img_size = img_size
+    if (cfg.model.get("data_preprocessor") or {}).get("size"):
+        cfg.model.data_preprocessor.size = (img_size, img_size)
+
+
 def plan_memory(cfg: Any, batch: int | None = None, img_size: int | None = None, with_cp: bool | None = None,
                 amp: bool | None = None, name: str = "") -> MemoryPlan:
     """Estimate the peak training memory of ``cfg`` (an mmengine ``Config``); see the module docstring.
@@ -254,17 +268,16 @@ def plan_memory(cfg: Any, batch: int | None = None, img_size: int | None = None,
         ConfigError: a config without ``model.backbone``/``model.decode_head``, or an optimizer whose state the
             planner does not know.
     """
-    cfg = cfg.copy()
+    cfg = copy.deepcopy(cfg)
     model_cfg = cfg.model
     if model_cfg.get("backbone") is None or model_cfg.get("decode_head") is None:
         raise ConfigError("the memory planner needs a segmentor config with `model.backbone` and "
                           "`model.decode_head` (detector configs are not supported yet).")
     if with_cp is not None:
         model_cfg.backbone.with_cp = with_cp
-    if img_size is not None:
-        model_cfg.backbone.img_size = img_size
+    img_size = img_size or crop_size(cfg)
+    set_crop_size(cfg, img_size)
     batch = batch or (cfg.get("train_dataloader") or {}).get("batch_size", 1)
-    img_size = model_cfg.backbone.get("img_size", 512)
     if amp is None:
         amp = (cfg.get("optim_wrapper") or {}).get("type") == "AmpOptimWrapper" and \
             (cfg.optim_wrapper.get("dtype") or "auto") != "float32"
@@ -339,10 +352,10 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
 
     from mmengine.registry import DefaultScope
 
-    cfg = cfg.copy()
+    cfg = copy.deepcopy(cfg)
     if with_cp is not None:
         cfg.model.backbone.with_cp = with_cp
-    cfg.model.backbone.img_size = img_size
+    set_crop_size(cfg, img_size)
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope(cfg.get("default_scope", "mmseg")):
@@ -356,8 +369,6 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
     if any(hook.get("type") == "EMAHook" for hook in cfg.get("custom_hooks") or []):
-        import copy
-
         ema_copy = copy.deepcopy(model)  # what mmengine's EMAHook keeps on the device
         weights += sum(t.numel() * t.element_size() for t in [*ema_copy.parameters(), *ema_copy.buffers()])
     autocast = torch.autocast(device, dtype=torch.bfloat16) if amp else nullcontext()

@@ -82,3 +82,14 @@ def test_table_names_the_gpus():
     cfg = tiny_config()
     table = format_plans([plan_memory(cfg, batch=1, img_size=64, amp=False, name="tiny")])
     assert "| tiny | 1×64² | no |" in table and "24, 40, 48, 80, 141" in table
+
+
+def test_plan_follows_the_crop_of_the_data_preprocessor():
+    """A crop given to the planner resizes the preprocessor's padding too (else a 256 plan pads to 512)."""
+    from soma.analysis.memory_plan import crop_size, set_crop_size
+
+    cfg = Config.fromfile(str(TINY_MODEL))
+    cfg.model.data_preprocessor.size = (512, 512)
+    assert crop_size(cfg) == 512
+    set_crop_size(cfg, 256)
+    assert crop_size(cfg) == 256 and cfg.model.backbone.img_size == 256
