@@ -86,6 +86,8 @@ class Family:
         options: backbone options read off the weights (see :class:`Option`).
         timm_model_name: timm model name of ``(arch's timm name, options)``; default: the arch's name.
         patch_resampling: the converter offers ``--patch-resample`` (families released at patch 14).
+        arch_filter: narrows the archs whose width and depth match ``(state, archs)`` → archs, for archs that
+            differ in another way (DINOv3 S vs S+: a GELU or a SwiGLU MLP). Default: keeps them all.
     """
 
     backbone: type[FoundationViT]
@@ -99,6 +101,8 @@ class Family:
     options: tuple[Option, ...] = ()
     timm_model_name: Callable[[str, Mapping[str, int]], str] = field(default=lambda name, options: name)
     patch_resampling: bool = False
+    arch_filter: Callable[[Mapping[str, torch.Tensor], list[str]], list[str]] = field(
+        default=lambda state, archs: archs)
 
     @property
     def name(self) -> str:
@@ -177,6 +181,7 @@ def infer_arch(family: Family, state: Mapping[str, torch.Tensor], arch: str | No
     width = state["patch_embed.proj.weight"].shape[0]
     depth = 1 + max(int(m.group(1)) for k in state if (m := _BLOCK_INDEX.match(k)))
     matches = [name for name in family.backbone.arch_zoo if arch_shape(family, name) == (width, depth)]
+    matches = family.arch_filter(state, matches) if len(matches) > 1 or arch is not None else matches
     if not matches:
         known = {name: arch_shape(family, name) for name in family.backbone.arch_zoo}
         raise ValueError(f"no {family.name} arch has embedding width {width} and depth {depth}; "
