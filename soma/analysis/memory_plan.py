@@ -46,8 +46,9 @@ HEAD_PROBES = ((1, 128), (1, 192), (2, 128))
 class LiveTensorMemory(TorchDispatchMode):
     """Bytes of the tensor storages ops create while it is active: live now and at the peak.
 
-    Storages are followed until Python frees them (a weak reference per storage), so views and in-place results
-    count once. Tensors that existed before (weights, inputs) are not counted.
+    Storages are followed until Python frees them (a weak reference per storage). An op's output that shares an
+    input's storage (a view, ``detach``, an in-place result) is no allocation; tensors that existed before
+    (weights, inputs) and their views are not counted.
     """
 
     def __init__(self) -> None:
@@ -57,9 +58,13 @@ class LiveTensorMemory(TorchDispatchMode):
         self._tracked = WeakIdKeyDictionary()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: D105
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        # Views, detached aliases and in-place results share an input's storage: counted already if an op made
+        # it under this tracker, not at all if it existed before (a weight's transpose is not an allocation).
+        inputs = {t.untyped_storage()._cdata for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)}
         for tensor in tree_leaves(out):
-            if isinstance(tensor, torch.Tensor):
+            if isinstance(tensor, torch.Tensor) and tensor.untyped_storage()._cdata not in inputs:
                 self._track(tensor)
         return out
 

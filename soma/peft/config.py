@@ -175,6 +175,9 @@ class SoMAConfig(LowRankConfig):
             (see :func:`soma.peft.initialize_soma` for how the random weights are drawn).
         svd_method: ``"svd"`` (float64 ``torch.linalg.svd``), ``"gram"`` (float64 Gram matrix + symmetric
             eigensolver) or ``"auto"`` (the one measured faster on the layer's device type).
+        svd_device: where each matrix is decomposed: default (``None``) the weights' device; ``"cuda"`` streams
+            CPU weights through the GPU one matrix at a time (only that matrix's float64 copy and its workspace
+            on the GPU).
         init_seed: seed of the random weights of ``init="released"`` (the official configs' runtime seed is 42);
             unused by the other modes.
 
@@ -185,6 +188,7 @@ class SoMAConfig(LowRankConfig):
 
     init: Literal["minor", "principal", "lora", "released"] = "minor"
     svd_method: Literal["auto", "gram", "svd"] = "auto"
+    svd_device: str | None = None
     init_seed: int = 42
 
     def __post_init__(self) -> None:
@@ -193,5 +197,8 @@ class SoMAConfig(LowRankConfig):
             raise ValueError(f"`init` must be one of {INIT_MODES}, got {self.init!r}.")
         if self.svd_method not in SVD_METHODS:
             raise ValueError(f"`svd_method` must be one of {SVD_METHODS}, got {self.svd_method!r}.")
+        if self.svd_device is not None and (not isinstance(self.svd_device, str)
+                                            or self.svd_device.split(":")[0] not in ("cpu", "cuda")):
+            raise ValueError(f"`svd_device` must be None, 'cpu' or 'cuda[:N]', got {self.svd_device!r}.")
         if not _is_int(self.init_seed) or self.init_seed < 0:
             raise ValueError(f"`init_seed` must be an int >= 0, got {self.init_seed!r}.")

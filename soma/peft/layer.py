@@ -236,6 +236,8 @@ class SoMALinear(LowRankLinear):
         init: ``"minor"`` (SoMA), ``"principal"`` (PiSSA), ``"lora"`` or ``"released"`` (see the module
             docstring).
         svd_method: ``"auto"``, ``"gram"`` or ``"svd"`` (see :mod:`soma.peft.decompose`).
+        svd_device: where each matrix is decomposed (e.g. ``"cuda"`` for weights on the CPU); default the
+            weight's device.
         initialize: take the decomposition now. ``False`` builds the adapter with ``B = 0`` (output unchanged,
             base weight untouched) and defers the split to :meth:`initialize`, for models whose pretrained
             weights are loaded after their structure is built.
@@ -257,12 +259,13 @@ class SoMALinear(LowRankLinear):
         train_bias: bool = True,
         svd_method: str = "auto",
         initialize: bool = True,
+        svd_device: str | None = None,
     ) -> None:
         if init not in INIT_MODES:
             raise ValueError(f"`init` must be one of {INIT_MODES}, got {init!r}.")
         resolve_method(svd_method, "cpu")  # validates the name before any work is done
         super().__init__(base_layer, r, alpha=alpha, splits=splits, train_bias=train_bias)
-        self.init, self.svd_method = init, svd_method
+        self.init, self.svd_method, self.svd_device = init, svd_method, svd_device
         if initialize:
             self.initialize()
 
@@ -305,21 +308,24 @@ class SoMALinear(LowRankLinear):
             self.lora_B.zero_()
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
             return
-        weight = self.base_layer.weight.to(torch.float64, copy=True)
-        if self.lora_B.any():  # re-initialising or loaded adapters: decompose residual + adapter, not W_res
-            weight += self.delta_weight().to(torch.float64)
+        adapted = bool(self.lora_B.any())  # re-initialising or loaded adapters: decompose residual + adapter
         rows = self.out_features // self.splits
         for index in range(self.splits):
             part, a_rows = slice(index * rows, (index + 1) * rows), slice(index * self.r, (index + 1) * self.r)
-            u, s, vh = svd_components(weight[part], self.r, self.init, self.svd_method)
+            # One slice at a time in float64: the extra memory is one matrix's worth (7B: 8192×4096).
+            weight = self.base_layer.weight[part].to(torch.float64)
+            if adapted:
+                weight.addmm_(self.lora_B[part].to(torch.float64), self.lora_A[a_rows].to(torch.float64),
+                              alpha=self.scale)
+            u, s, vh = svd_components(weight, self.r, self.init, self.svd_method, self.svd_device)
             root = (s / self.scale).sqrt()
             self.lora_A[a_rows] = (root[:, None] * vh).to(dtype)
             self.lora_B[part] = (u * root[None, :]).to(dtype)
             # The residual is taken from the adapters *as stored* (after the cast to the layer dtype), so
             # that residual + scale·BA reproduces W as closely as that dtype allows.
             a, b = self.lora_A[a_rows].to(torch.float64), self.lora_B[part].to(torch.float64)
-            weight[part] = torch.addmm(weight[part], b, a, alpha=-self.scale)
-        self.base_layer.weight.copy_(weight)
+            self.base_layer.weight[part] = weight.addmm_(b, a, alpha=-self.scale)
+            del weight  # before the next slice's copy
 
     def _initialize_from_random(self, generator: torch.Generator | None) -> None:
         weight = self.base_layer.weight
@@ -372,7 +378,8 @@ def apply_soma(model: nn.Module, config: SoMAConfig | dict, initialize: bool = T
 
     def make_layer(module: nn.Linear, rank: int, splits: int) -> SoMALinear:
         return SoMALinear(module, rank, alpha=config.alpha, init=config.init, splits=splits,
-                          train_bias=config.train_bias, svd_method=config.svd_method, initialize=initialize)
+                          train_bias=config.train_bias, svd_method=config.svd_method, initialize=initialize,
+                          svd_device=config.svd_device)
 
     return inject_adapter_layers(model, config, make_layer)
 
