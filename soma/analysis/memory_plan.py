@@ -288,6 +288,8 @@ def plan_memory(cfg: Any, batch: int | None = None, img_size: int | None = None,
             (cfg.optim_wrapper.get("dtype") or "auto") != "float32"
     moments = _optimizer_moments(cfg)
     model = build_on_meta(cfg)
+    with torch.no_grad():  # the feature maps' channels and strides, from a meta forward
+        maps = model.backbone.eval()(torch.empty(1, 3, img_size, img_size, device="meta"))
     if hasattr(model.backbone, "cast_frozen_base"):  # a bfloat16 frozen base, as after init_weights()
         model.backbone.cast_frozen_base()
     weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
@@ -295,15 +297,13 @@ def plan_memory(cfg: Any, batch: int | None = None, img_size: int | None = None,
         weights *= 2  # mmengine's EMA keeps a full copy of the model (parameters and buffers) on the device
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     trainable_bytes = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)  # float32 states
-    with torch.no_grad():  # the feature maps' channels and strides, from a meta forward
-        maps = model.backbone.eval()(torch.empty(1, 3, img_size, img_size, device="meta"))
     backbone = backbone_activations(model.backbone, batch, img_size, amp)
     channels = [m.shape[1] for m in maps]
     strides = [img_size // m.shape[-1] for m in maps]
     probes = [(b, s, head_peak_bytes(model_cfg.decode_head, channels, strides, b, s, amp,
                                      model_cfg.get("train_cfg"), _registry(cfg))) for b, s in HEAD_PROBES]
     a, b, c = fit_head_model(probes)
-    head = int(max(a + b * batch * img_size**2 + c * batch, max(p for *_, p in probes)))
+    head = int(max(a + b * batch * img_size**2 + c * batch, 0))
     return MemoryPlan(name=name, batch=batch, img_size=img_size, with_cp=bool(model_cfg.backbone.get("with_cp")),
                       amp=amp, weights=weights, trainable=trainable, gradients=trainable_bytes,
                       optimizer=moments * trainable_bytes, backbone=backbone, head=head, head_fit=(a, b, c))
@@ -340,7 +340,7 @@ class MeasuredPeak:
     weights: int
     step_peak: int  # weights + everything live at the peak of a steady-state step (optimizer state included)
     rss_growth: int | None = None  # CPU: resident-set growth over the first step (an independent, coarser check)
-    seconds: float = 0.0
+    seconds: float = 0.0  # CUDA: the measured (last) step; CPU: mean over the steps
 
 
 def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = None, amp: bool = False,
@@ -363,8 +363,10 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
     set_crop_size(cfg, img_size)
     cfg.model.backbone.init_cfg = None
     torch.manual_seed(0)
-    with DefaultScope.overwrite_default_scope(cfg.get("default_scope", "mmseg")):
-        model = _registry(cfg).build(cfg.model).to(device).train()
+    # Built on the device itself: a 7B model is not first initialised on the CPU.
+    with DefaultScope.overwrite_default_scope(cfg.get("default_scope", "mmseg")), torch.device(device):
+        model = _registry(cfg).build(cfg.model).train()
+    model.to(device)  # no copy; tells the data preprocessor where the inputs go
     if hasattr(model.backbone, "cast_frozen_base"):  # random weights: no SVD, but the base stored as after it
         model.backbone.cast_frozen_base()
     generator = torch.Generator().manual_seed(0)
@@ -376,7 +378,13 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
     if any(hook.get("type") == "EMAHook" for hook in cfg.get("custom_hooks") or []):
         ema_copy = copy.deepcopy(model)  # what mmengine's EMAHook keeps on the device
         weights += sum(t.numel() * t.element_size() for t in [*ema_copy.parameters(), *ema_copy.buffers()])
-    autocast = torch.autocast(device, dtype=torch.bfloat16) if amp else nullcontext()
+    dtype = torch.bfloat16
+    if amp and device == "cuda" and cfg.get("optim_wrapper"):
+        from ..utils.run_config import resolve_amp
+
+        # The training precision (bf16 where the GPU has it) and mmcv's ops without bf16 kernels rerouted.
+        dtype = getattr(torch, resolve_amp(cfg.optim_wrapper, device="cuda").get("dtype") or "bfloat16")
+    autocast = torch.autocast(device, dtype=dtype) if amp else nullcontext()
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -394,16 +402,16 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
             rss_peak[0] = max(rss_peak[0], resident_bytes())
             time.sleep(0.001)
 
-    start = time.perf_counter()
     if device == "cuda":
         for _ in range(steps - 1):
             step()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
         step()
         torch.cuda.synchronize()
-        return MeasuredPeak(device, weights, torch.cuda.max_memory_allocated(), None,
-                            (time.perf_counter() - start) / steps)
+        return MeasuredPeak(device, weights, torch.cuda.max_memory_allocated(), None, time.perf_counter() - start)
+    start = time.perf_counter()
     tracker = LiveTensorMemory()
     rss_before = resident_bytes()
     thread = threading.Thread(target=sample, daemon=True)

@@ -43,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from soma.utils.errors import UserError
 
     register_all_modules(init_default_scope=False)
+    if args.measure:
+        from soma.apis.runtime import setup_runtime
+
+        setup_runtime()  # SOMA_MSDA_PYTORCH, and named errors for CUDA ops mmcv was built without
     try:
         cfg = Config.fromfile(args.config)
         if args.cfg_options:
