@@ -19,7 +19,12 @@
 #    - tools/benchmark/svd_init.py: the SVD initialisation of ViT-L's and ViT-g's adapted matrices, with its
 #      accuracy against float64;
 #    - a real training run: tools/demo/run.py --variants soma_ema (the demo's SoMA config, 200 iterations, bf16,
-#      validation, EMA, merged adapters, tools/test.sh), its per-domain mIoU next to --compare-with's CPU run.
+#      validation, EMA, merged adapters, tools/test.sh), its per-domain mIoU next to --compare-with's CPU run;
+#    - the largest backbone: tools/analysis/memory_plan.py on configs/soma/soma_dinov3-7b_gta2cbm-512.py (the
+#      planned peak, then two real training steps of DINOv3-7B + Mask2Former at 512x512, batch 4, bf16 base,
+#      with_cp, random weights: peak memory, step time, the planner's error) and tools/benchmark/svd_init.py
+#      --arch 7b (the SVD split of its 189 adapted matrices on the GPU, float64, with its accuracy). Last in line:
+#      they run when the budget leaves them time (--budget 900 covers every step).
 # 3. OUT_DIR/report.md and OUT_DIR/report.json (tools/benchmark/gpu_report.py); each step's log next to them.
 #
 # Environment: PYTHON (the interpreter with the machine's torch, default python3; for --cpu-dry-run the one that
@@ -39,6 +44,8 @@ SVD_FULL_S=60           # ViT-L and ViT-g
 SVD_MIN_S=25            # ViT-L
 DEMO_S=120              # scenes, pretraining, 200 iterations with validation, test
 REMEASURE_S=90          # the train step again with the CUDA ops built in the background
+LARGE_STEP_S=150        # DINOv3-7B: plan (fake tensors), build on the GPU, 2 steps (not yet measured on a GPU)
+SVD_7B_S=150            # DINOv3-7B's 189 matrices in float64 on the GPU, plus the accuracy reference
 
 OUT=""
 BUDGET=""
@@ -105,6 +112,11 @@ if [[ "$DRY_RUN" == 1 ]]; then
   TRAIN_MIN=(--small --methods full soma)
   SVD_FULL=(--small)
   SVD_MIN=(--small)
+  # The 7B config with the 7B's block at 64 dims: the same code path, seconds on a CPU.
+  LARGE=(configs/soma/soma_dinov3-7b_gta2cbm-512.py --batch 1 --img-size 64 --measure cpu --cfg-options
+         model.backbone.arch=tiny_swiglu "model.backbone.out_indices=[0,1,2,3]" model.backbone.peft.start_block=2
+         "model.decode_head.in_channels=[64,64,64,64]")
+  SVD_7B=(--small)
 else
   command -v nvidia-smi >/dev/null && nvidia-smi >"$OUT/nvidia-smi.txt" 2>&1
   setup_args=(--system-torch --no-hf)
@@ -138,6 +150,8 @@ else
   TRAIN_MIN=(--methods full soma --steps 3 --warmup 1 --infer-repeats 2)
   SVD_FULL=(--arch large giant)
   SVD_MIN=(--arch large)
+  LARGE=(configs/soma/soma_dinov3-7b_gta2cbm-512.py --measure cuda)
+  SVD_7B=(--arch 7b --methods gram --no-float32)
 fi
 
 # ---------------------------------------------------------------------------------------------- 2. measurements
@@ -162,13 +176,27 @@ if fits "SVD init benchmark" "$SVD_MIN_S"; then
     "$PY" tools/benchmark/svd_init.py "${DEVICE[@]}" "${svd[@]}" --json "$OUT/svd_init.json"
 fi
 
-RESERVE=0
+RESERVE=$(( LARGE_STEP_S + SVD_7B_S ))
 [[ -z "$BACKGROUND_BUILD" ]] || RESERVE=$REMEASURE_S
 if fits "demo training run" "$DEMO_S"; then
   # Its own data and pretrained ViT under OUT, so that nothing of an earlier run is reused.
   run_step "demo training run" "$OUT/demo.log" $(( $(left) - RESERVE )) "tools/demo/run.py --variants soma_ema" \
     "$PY" tools/demo/run.py --variants soma_ema --work-dir "$OUT/demo" --data-root "$OUT/demo-data" \
     --pretrained "$OUT/demo-data/demo_vit_pretrained.pth"
+fi
+
+RESERVE=$SVD_7B_S
+[[ -z "$BACKGROUND_BUILD" ]] || RESERVE=$(( REMEASURE_S + SVD_7B_S ))
+if fits "7B training step" "$LARGE_STEP_S"; then
+  run_step "7B training step" "$OUT/large_step.log" $(( $(left) - RESERVE )) "${LARGE[*]}" \
+    "$PY" tools/analysis/memory_plan.py "${LARGE[@]}" --json "$OUT/large_step.json"
+fi
+
+RESERVE=0
+[[ -z "$BACKGROUND_BUILD" ]] || RESERVE=$REMEASURE_S
+if fits "7B SVD init" "$SVD_7B_S"; then
+  run_step "7B SVD init" "$OUT/svd_init_7b.log" $(( $(left) - RESERVE )) "${SVD_7B[*]}" \
+    "$PY" tools/benchmark/svd_init.py "${DEVICE[@]}" "${SVD_7B[@]}" --json "$OUT/svd_init_7b.json"
 fi
 
 if [[ -n "$BACKGROUND_BUILD" ]]; then

@@ -41,22 +41,28 @@ def resolve_method(method: str, device: torch.device | str) -> str:
 
 
 def svd_components(
-    weight: torch.Tensor, r: int, which: Literal["minor", "principal"], method: str = "auto"
+    weight: torch.Tensor, r: int, which: Literal["minor", "principal"], method: str = "auto",
+    device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The r smallest (``"minor"``) or largest (``"principal"``) singular triplets of ``weight``, in float64.
 
     Args:
-        weight: an (out, in) matrix of any floating dtype; it is decomposed in float64 on its device.
+        weight: an (out, in) matrix of any floating dtype; it is decomposed in float64.
         r: number of triplets, ``0 < r <= min(out, in)``.
         which: ``"minor"`` (SoMA) or ``"principal"`` (PiSSA).
-        method: ``"svd"``, ``"gram"`` or ``"auto"`` (see the module docstring).
+        method: ``"svd"``, ``"gram"`` or ``"auto"`` (see the module docstring; ``"auto"`` resolves for the
+            device the decomposition runs on).
+        device: where to decompose; default the weight's. A CPU weight decomposed on ``"cuda"`` is streamed:
+            only this matrix (in float64) and its workspace occupy the GPU, and the triplets come back to the
+            weight's device.
 
     Returns:
-        ``(U_r, S_r, Vh_r)`` in float64 with shapes (out, r), (r,), (r, in), singular values in descending
-        order, so that ``U_r @ diag(S_r) @ Vh_r`` is the selected rank-r part of ``weight``.
+        ``(U_r, S_r, Vh_r)`` in float64 on the weight's device with shapes (out, r), (r,), (r, in), singular
+        values in descending order, so that ``U_r @ diag(S_r) @ Vh_r`` is the selected rank-r part of ``weight``.
 
     Raises:
-        ValueError: bad ``which``/``method``/``r``, a non-matrix, or a weight with NaN/Inf entries.
+        ValueError: bad ``which``/``method``/``r``, a non-matrix, a weight with NaN/Inf entries, or a CUDA
+            ``device`` without a GPU.
     """
     if which not in _WHICH:
         raise ValueError(f"`which` must be one of {_WHICH}, got {which!r}.")
@@ -65,17 +71,23 @@ def svd_components(
     rows, cols = weight.shape
     if isinstance(r, bool) or not isinstance(r, int) or not 0 < r <= min(rows, cols):
         raise ValueError(f"`r` must satisfy 0 < r <= {min(rows, cols)} for a {rows}x{cols} matrix, got {r!r}.")
-    concrete = resolve_method(method, weight.device)
+    target = weight.device if device is None else torch.device(device)
+    if target.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"`svd_device` is {str(target)!r} but no CUDA GPU is visible; leave it unset to "
+                         "decompose on the weights' device.")
+    concrete = resolve_method(method, target)
     if weight.is_meta:
         raise ValueError("cannot decompose a weight on the meta device; materialise and load the weights first.")
-    w = weight.detach().to(torch.float64)
-    if not torch.isfinite(w).all():
+    w = weight.detach().to(device=target, dtype=torch.float64)
+    if not torch.isfinite(w.sum()):  # NaN/Inf anywhere makes the sum non-finite; no matrix-sized mask
         raise ValueError(f"the {rows}x{cols} weight has NaN or Inf entries; SoMA cannot decompose it.")
     if concrete == "svd":
         u, s, vh = torch.linalg.svd(w, full_matrices=False)
         keep = slice(0, r) if which == "principal" else slice(s.numel() - r, s.numel())
-        return u[:, keep], s[keep], vh[keep]
-    return _gram_components(w, r, which)
+        u, s, vh = u[:, keep], s[keep], vh[keep]
+    else:
+        u, s, vh = _gram_components(w, r, which)
+    return u.to(weight.device), s.to(weight.device), vh.to(weight.device)
 
 
 def _gram_components(w: torch.Tensor, r: int, which: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

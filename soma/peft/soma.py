@@ -49,6 +49,9 @@ class SoMAConfig(LowRankConfig):
             (see :func:`soma.peft.initialize_soma` for how the random weights are drawn).
         svd_method: ``"svd"`` (float64 ``torch.linalg.svd``), ``"gram"`` (float64 Gram matrix + symmetric
             eigensolver) or ``"auto"`` (the one measured faster on the layer's device type).
+        svd_device: where each matrix is decomposed: default (``None``) the weights' device; ``"cuda"`` streams
+            CPU weights through the GPU one matrix at a time (only that matrix's float64 copy and its workspace
+            on the GPU).
         init_seed: seed of the random weights of ``init="released"`` (the official configs' runtime seed is 42);
             unused by the other modes.
 
@@ -59,6 +62,7 @@ class SoMAConfig(LowRankConfig):
 
     init: Literal["minor", "principal", "lora", "released"] = "minor"
     svd_method: Literal["auto", "gram", "svd"] = "auto"
+    svd_device: str | None = None
     init_seed: int = 42
 
     def __post_init__(self) -> None:
@@ -67,6 +71,9 @@ class SoMAConfig(LowRankConfig):
             raise ValueError(f"`init` must be one of {INIT_MODES}, got {self.init!r}.")
         if self.svd_method not in SVD_METHODS:
             raise ValueError(f"`svd_method` must be one of {SVD_METHODS}, got {self.svd_method!r}.")
+        if self.svd_device is not None and (not isinstance(self.svd_device, str)
+                                            or self.svd_device.split(":")[0] not in ("cpu", "cuda")):
+            raise ValueError(f"`svd_device` must be None, 'cpu' or 'cuda[:N]', got {self.svd_device!r}.")
         if not is_int(self.init_seed) or self.init_seed < 0:
             raise ValueError(f"`init_seed` must be an int >= 0, got {self.init_seed!r}.")
 
@@ -106,6 +113,8 @@ class SoMALinear(LowRankLinear):
         init: ``"minor"`` (SoMA), ``"principal"`` (PiSSA), ``"lora"`` or ``"released"`` (see the module
             docstring).
         svd_method: ``"auto"``, ``"gram"`` or ``"svd"`` (see :mod:`soma.peft.decompose`).
+        svd_device: where each matrix is decomposed (e.g. ``"cuda"`` for weights on the CPU); default the
+            weight's device.
         initialize: take the decomposition now. ``False`` builds the adapter with ``B = 0`` (output unchanged,
             base weight untouched) and defers the split to :meth:`initialize`, for models whose pretrained
             weights are loaded after their structure is built.
@@ -127,12 +136,13 @@ class SoMALinear(LowRankLinear):
         train_bias: bool = True,
         svd_method: str = "auto",
         initialize: bool = True,
+        svd_device: str | None = None,
     ) -> None:
         if init not in INIT_MODES:
             raise ValueError(f"`init` must be one of {INIT_MODES}, got {init!r}.")
         resolve_method(svd_method, "cpu")  # validates the name before any work is done
         super().__init__(base_layer, r, alpha=alpha, splits=splits, train_bias=train_bias)
-        self.init, self.svd_method = init, svd_method
+        self.init, self.svd_method, self.svd_device = init, svd_method, svd_device
         if initialize:
             self.initialize()
 
@@ -175,21 +185,24 @@ class SoMALinear(LowRankLinear):
             self.lora_B.zero_()
             nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
             return
-        weight = self.base_layer.weight.to(torch.float64, copy=True)
-        if self.lora_B.any():  # re-initialising or loaded adapters: decompose residual + adapter, not W_res
-            weight += self.delta_weight().to(torch.float64)
+        adapted = bool(self.lora_B.any())  # re-initialising or loaded adapters: decompose residual + adapter
         rows = self.out_features // self.splits
         for index in range(self.splits):
             part, a_rows = slice(index * rows, (index + 1) * rows), slice(index * self.r, (index + 1) * self.r)
-            u, s, vh = svd_components(weight[part], self.r, self.init, self.svd_method)
+            # One slice at a time in float64: the extra memory is one matrix's worth (7B: 8192×4096).
+            weight = self.base_layer.weight[part].to(torch.float64)
+            if adapted:
+                weight.addmm_(self.lora_B[part].to(torch.float64), self.lora_A[a_rows].to(torch.float64),
+                              alpha=self.scale)
+            u, s, vh = svd_components(weight, self.r, self.init, self.svd_method, self.svd_device)
             root = (s / self.scale).sqrt()
             self.lora_A[a_rows] = (root[:, None] * vh).to(dtype)
             self.lora_B[part] = (u * root[None, :]).to(dtype)
             # The residual is taken from the adapters *as stored* (after the cast to the layer dtype), so
             # that residual + scale·BA reproduces W as closely as that dtype allows.
             a, b = self.lora_A[a_rows].to(torch.float64), self.lora_B[part].to(torch.float64)
-            weight[part] = torch.addmm(weight[part], b, a, alpha=-self.scale)
-        self.base_layer.weight.copy_(weight)
+            self.base_layer.weight[part] = weight.addmm_(b, a, alpha=-self.scale)
+            del weight  # before the next slice's copy
 
     def _initialize_from_random(self, generator: torch.Generator | None) -> None:
         weight = self.base_layer.weight
@@ -242,7 +255,8 @@ def apply_soma(model: nn.Module, config: SoMAConfig | dict, initialize: bool = T
 
     def make_layer(module: nn.Linear, rank: int, splits: int) -> SoMALinear:
         return SoMALinear(module, rank, alpha=config.alpha, init=config.init, splits=splits,
-                          train_bias=config.train_bias, svd_method=config.svd_method, initialize=initialize)
+                          train_bias=config.train_bias, svd_method=config.svd_method, initialize=initialize,
+                          svd_device=config.svd_device)
 
     return inject_low_rank_layers(model, config, make_layer)
 

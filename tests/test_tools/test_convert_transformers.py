@@ -16,7 +16,6 @@ import torch
 from soma.convert.models import dinov2 as convert_dinov2
 from soma.convert.models import dinov3 as convert_dinov3
 from soma.models.backbones.checkpoint_filters import dinov2_to_timm
-from soma.models.backbones.hf_layouts import from_transformers
 from soma.models import DINOv2
 from soma.models.backbones import DINOv3
 
@@ -150,16 +149,6 @@ def test_dinov3_blocks_match_transformers(biases, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------------- refusals
-def test_gated_dinov3_is_refused_by_name(tmp_path, capsys):
-    model = dinov3_hf(use_gated_mlp=True)
-    model.save_pretrained(tmp_path / "hf")
-    assert convert_dinov3.main([str(tmp_path / "hf" / "model.safetensors"), str(tmp_path / "out.pth")]) == 1
-    error = capsys.readouterr().err
-    assert "use_gated_mlp" in error
-    with pytest.raises(ValueError, match="DINOv3ViTModel layout with a gated MLP"):
-        from_transformers(model.state_dict())
-
-
 def test_a_transformers_model_of_another_family_is_refused(tmp_path, capsys):
     dinov2_hf().save_pretrained(tmp_path / "hf")
     assert convert_dinov3.main([str(tmp_path / "hf"), str(tmp_path / "out.pth")]) == 1

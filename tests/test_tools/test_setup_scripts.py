@@ -89,7 +89,8 @@ def test_gpu_check_sizes_the_steps_to_the_budget_and_still_reports(tmp_path):
     statuses = {line.split("\t")[0]: line.split("\t")[1] for line in steps[1:]}
     assert statuses == {"set-up": "skipped: CPU dry run", "pytest -m gpu": "skipped: out of time",
                         "train-step benchmark": "skipped: out of time", "SVD init benchmark": "skipped: out of time",
-                        "demo training run": "skipped: out of time", "total": "incomplete"}
+                        "demo training run": "skipped: out of time", "7B training step": "skipped: out of time",
+                        "7B SVD init": "skipped: out of time", "total": "incomplete"}
     report = (out / "report.md").read_text()
     assert "train_step.json is missing" in report and "demo/soma_ema/metrics.json is missing" in report
     assert (out / "report.json").exists()
@@ -152,17 +153,19 @@ def test_gpu_check_cpu_dry_run_writes_the_report(tmp_path):
     steps = (out / "steps.tsv").read_text().splitlines()
     statuses = {line.split("\t")[0]: line.split("\t")[1] for line in steps[1:]}
     assert statuses == {"set-up": "skipped: CPU dry run", "pytest -m gpu": "ok", "train-step benchmark": "ok",
-                        "SVD init benchmark": "ok", "demo training run": "ok", "total": "ok"}
+                        "SVD init benchmark": "ok", "demo training run": "ok", "7B training step": "ok",
+                        "7B SVD init": "ok", "total": "ok"}
     cases = list(ET.parse(out / "pytest.xml").getroot().iter("testcase"))
     assert len(cases) >= 7 and all(case.find("skipped") is not None for case in cases)  # no CUDA here
     report = (out / "report.md").read_text()
     for heading in ("## Steps", "## Goals", "## GPU tests", "## Training step", "## SVD initialisation",
-                    "## A real training run"):
+                    "## A real training run", "## The largest backbone"):
         assert heading in report
     for row in ("| full |", "| lora |", "| soma |", "| plain backbone |", "| SoMA merged |",
                 "| svd_method='auto' (the default) |"):
         assert row in report, report
     assert "CPU dry run at tiny sizes" in report and "deformable attention: pure PyTorch" in report
     assert "| this run | " in report  # the demo's per-domain mIoU
+    assert "planner error" in report and "7B SVD" in report
     metrics = json.loads((out / "report.json").read_text())["demo"]
     assert {"source/mIoU", "night/mIoU", "fog/mIoU", "palette/mIoU", "mean/mIoU"} <= set(metrics)

@@ -6,7 +6,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -49,6 +49,8 @@ class Family:
         transformers_layouts: the transformers model classes whose checkpoints the family reads.
         options: backbone options read off the weights (see :class:`Option`).
         patch_resampling: the converter offers ``--patch-resample`` (families released at patch 14).
+        arch_filter: narrows the archs whose width and depth match ``(state, archs)`` → archs, for archs that
+            differ in another way (DINOv3 S vs S+: a GELU or a SwiGLU MLP). Default: keeps them all.
     """
 
     backbone: type[FoundationViT]
@@ -61,6 +63,8 @@ class Family:
     transformers_layouts: tuple[str, ...] = ()
     options: tuple[Option, ...] = ()
     patch_resampling: bool = False
+    arch_filter: Callable[[Mapping[str, torch.Tensor], list[str]], list[str]] = field(
+        default=lambda state, archs: archs)
 
     @property
     def name(self) -> str:
@@ -103,6 +107,7 @@ def infer_arch(family: Family, state: Mapping[str, torch.Tensor], arch: str | No
     width = state["patch_embed.proj.weight"].shape[0]
     depth = 1 + max(int(m.group(1)) for k in state if (m := _BLOCK_INDEX.match(k)))
     matches = [name for name in family.backbone.arch_zoo if arch_shape(family, name) == (width, depth)]
+    matches = family.arch_filter(state, matches) if len(matches) > 1 or arch is not None else matches
     if not matches:
         known = {name: arch_shape(family, name) for name in family.backbone.arch_zoo}
         raise ValueError(f"no {family.name} arch has embedding width {width} and depth {depth}; "

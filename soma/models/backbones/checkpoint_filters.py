@@ -70,7 +70,7 @@ def dinov3_to_timm(state_dict: Mapping[str, torch.Tensor], model: torch.nn.Modul
 
     Raises:
         ValueError: the file has an absolute position embedding (not DINOv3), non-zero q/v biases for a model
-            built without them, no biases for a model built with them, or a transformers layout with a gated MLP.
+            built without them, or no biases for a model built with them.
     """
     state_dict = from_transformers(state_dict)
     if "pos_embed" in state_dict:

@@ -15,6 +15,10 @@ from .foundation_vit import FoundationViT
 class DINOv2(FoundationViT):
     """DINOv2 ViT backbone; see :class:`FoundationViT` for the arguments.
 
+    ``arch="giant"`` is ViT-g/14 (40 blocks, width 1536, packed SwiGLU MLP; ``register_tokens=4`` builds the
+    ``*_reg4`` release), with the out indices of the DINOv2 release's dense heads (9, 19, 29, 39: 4 evenly spaced
+    blocks) and ``peft.start_block`` 13 by default.
+
     Args:
         register_tokens: 0, or 4 for the ``*_reg4`` releases (DINOv2 with registers).
         **kwargs: :class:`FoundationViT` arguments.
@@ -32,6 +36,10 @@ class DINOv2(FoundationViT):
     }
     default_peft_targets = ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
     timm_name_options = ("register_tokens",)
+    # The giant's packed SwiGLU ``mlp.fc1`` holds the gate and the value projection (the release's ``w12``): SoMA
+    # decomposes them as two matrices, as q/k/v; its first adapted block is a third of the depth (8 of 24 for L).
+    default_fused_splits = {"giant": {"qkv": 3, "mlp.fc1": 2}}
+    default_start_blocks = {"giant": 13}
 
     def __init__(self, *args: Any, register_tokens: int = 0, **kwargs: Any) -> None:
         if register_tokens not in (0, 4):

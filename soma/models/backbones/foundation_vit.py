@@ -28,6 +28,7 @@ from torch.utils.checkpoint import checkpoint
 
 from soma.peft import adapter_layers, adapter_modules, build_peft_config, trainable_parameters
 from soma.peft.base import BlockRefiner
+from soma.peft.frozen_dtype import cast_frozen_weights, check_device_supports, frozen_autocast, resolve_frozen_dtype
 
 from ...utils.checkpoint import load_weights
 from ...utils.errors import ConfigError, UserError
@@ -109,6 +110,10 @@ class FoundationViT(BaseModule):
         compile_blocks: ``torch.compile`` each block: ``True``, or a dict of ``torch.compile`` keyword arguments
             (e.g. ``dict(mode="max-autotune")``). Default: ``False``. The block loop (frozen blocks under
             no-grad, checkpointing) stays eager, and the blocks share one compiled function.
+        frozen_dtype: ``"bfloat16"`` stores every frozen weight (SoMA's residuals included, norms excepted) in
+            bfloat16 once the pretrained weights are loaded and the adapters initialised, and runs the backbone
+            under bfloat16 autocast; adapters and trained biases stay float32 (:mod:`soma.peft.frozen_dtype`).
+            Default: ``None`` (float32).
         init_cfg: ``dict(type="Pretrained", checkpoint=PATH)``: a converted checkpoint (tools/convert_models)
             or the official/timm release file; converted by the family's checkpoint filter.
         timm_kwargs: extra keyword arguments for the timm model (advanced).
@@ -118,6 +123,9 @@ class FoundationViT(BaseModule):
     default_peft_targets: tuple[str, ...] = ()
     # Constructor options (set as attributes before FoundationViT.__init__) that choose the timm model of an arch.
     timm_name_options: tuple[str, ...] = ()
+    # Per-arch defaults of ``peft`` options the config leaves unset (arch → value); see the families' docstrings.
+    default_start_blocks: dict[str, int] = {}
+    default_fused_splits: dict[str, dict[str, int]] = {}
 
     def __init__(
         self,
@@ -133,10 +141,18 @@ class FoundationViT(BaseModule):
         drop_path_rate: float = 0.0,
         with_cp: bool = False,
         compile_blocks: bool | dict = False,
+        frozen_dtype: str | None = None,
         init_cfg: dict | None = None,
         timm_kwargs: dict | None = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
+        try:
+            self.frozen_dtype = resolve_frozen_dtype(frozen_dtype)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.frozen_dtype is not None and frozen is False:
+            raise ConfigError("`frozen_dtype` stores the frozen base in low precision, but `frozen=False` trains "
+                              "every weight: drop `frozen_dtype` (or use `peft`).")
         if arch not in self.arch_zoo:
             raise ConfigError(f"`arch` must be one of {sorted(self.arch_zoo)} for {type(self).__name__}, got {arch!r}.")
         if peft is not None and frozen is False:
@@ -173,8 +189,12 @@ class FoundationViT(BaseModule):
         self.peft_method, self.peft_config = None, None
         if peft is not None:
             try:
-                self.peft_method, self.peft_config = build_peft_config(
-                    peft, defaults=dict(target_modules=self.default_peft_targets))
+                defaults: dict[str, Any] = dict(target_modules=self.default_peft_targets)
+                if arch in self.default_start_blocks:
+                    defaults["start_block"] = self.default_start_blocks[arch]
+                if arch in self.default_fused_splits:
+                    defaults["fused_splits"] = dict(self.default_fused_splits[arch])
+                self.peft_method, self.peft_config = build_peft_config(peft, defaults=defaults)
                 self._check_peft_blocks(len(self.vit.blocks))
                 # Wrap now so checkpoints of adapted models load at test time; the initialisation (e.g. SoMA's SVD
                 # split) waits for init_weights(), after the pretrained weights are loaded.
@@ -239,7 +259,21 @@ class FoundationViT(BaseModule):
             self.peft_method.initialize(self.vit)  # SoMA init="released": replays the seeded construction draws
             print_log(f"{type(self).__name__}-{self.arch} {self.peft_method.name}: "
                       f"{trainable_parameters(self.vit)}", logger="current")
+        self.cast_frozen_base()
         self._is_init = True
+
+    def cast_frozen_base(self) -> int:
+        """Store the frozen weights in ``frozen_dtype`` (after loading and the SVD split); returns the bytes saved."""
+        if self.frozen_dtype is None:
+            return 0
+        try:
+            check_device_supports(self.frozen_dtype, next(self.vit.parameters()).device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        saved = cast_frozen_weights(self.vit, self.frozen_dtype)
+        print_log(f"{type(self).__name__}-{self.arch}: frozen base stored in {self.frozen_dtype} "
+                  f"({saved / 2**30:.2f} GiB saved)", logger="current")
+        return saved
 
     def load_pretrained(self, checkpoint: str) -> None:
         """Load pretrained weights into the (possibly adapted) timm model; fail on any missing weight."""
@@ -370,6 +404,20 @@ class FoundationViT(BaseModule):
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] | None = None,
                               norm: bool | None = None) -> list[torch.Tensor]:
         """Per-block feature maps (B, C, H/p, W/p) of blocks ``indices`` (default ``out_indices``), in that order.
+
+        With a ``frozen_dtype`` base the blocks run under that dtype's autocast; the maps come back in float32
+        unless an outer autocast (AMP) is on.
+        """
+        outer_autocast = not x.is_meta and torch.is_autocast_enabled(x.device.type)
+        with frozen_autocast(x, self.frozen_dtype):
+            features = self._forward_blocks(x, indices, norm)
+        if self.frozen_dtype is not None and not outer_autocast:
+            features = [f.float() for f in features]
+        return features
+
+    def _forward_blocks(self, x: torch.Tensor, indices: Sequence[int] | None = None,
+                        norm: bool | None = None) -> list[torch.Tensor]:
+        """:meth:`forward_intermediates` at the current precision.
 
         The stem and blocks before the first trained block run without autograd: nothing there needs a
         gradient, so no activations are kept for them. Block refiners attached to the ViT (Rein) refine the

@@ -12,8 +12,9 @@ removed):
   itself), ``embeddings.register_tokens`` (the storage tokens), ``layer.N.attention.{q,k,v,o}_proj``,
   ``layer_scale{1,2}.lambda1``, ``mlp.up_proj``/``down_proj``, final ``norm``. Its RoPE has no weights; timm's
   DINOv3 RoPE (``rope_type="dinov3"``, temperature 100, rotate-half) computes the same rotations at inference (the
-  training-time jitter/rescale augmentations are off there). The gated-MLP models (``use_gated_mlp``, ViT-H+/7B)
-  are refused: no DINOv3 arch of this codebase has them.
+  training-time jitter/rescale augmentations are off there). The gated-MLP models (``use_gated_mlp``, ViT-S+/H+/7B,
+  ``hidden_act="silu"``) have ``mlp.gate_proj``/``up_proj``/``down_proj``: the official SwiGLU ``mlp.w1`` (gate),
+  ``w2`` (value) and ``w3`` (output).
 
 transformers 5 renames some modules in memory (``attention.q_proj``/``o_proj`` for DINOv2, ``mlp.gate_proj``/
 ``up_proj``/``down_proj`` for the DINOv2 giant, a ``model.`` prefix for DINOv3); ``save_pretrained`` writes the
@@ -47,6 +48,8 @@ _DINOV2_BLOCK = {"attention.output.dense.": "attn.proj.", "attention.o_proj.": "
                  "mlp.weights_in.": "mlp.w12.", "mlp.weights_out.": "mlp.w3.", "mlp.down_proj.": "mlp.w3."}
 _DINOV3_BLOCK = {"attention.o_proj.": "attn.proj.", "layer_scale1.lambda1": "ls1.gamma",
                  "layer_scale2.lambda1": "ls2.gamma", "mlp.up_proj.": "mlp.fc1.", "mlp.down_proj.": "mlp.fc2."}
+_DINOV3_GATED_BLOCK = dict(_DINOV3_BLOCK, **{"mlp.gate_proj.": "mlp.w1.", "mlp.up_proj.": "mlp.w2.",
+                                              "mlp.down_proj.": "mlp.w3."})
 _DINOV2_QKV = re.compile(r"^attention\.(?:attention\.(query|key|value)|([qkv])_proj)\.(weight|bias)$")
 _DINOV3_QKV = re.compile(r"^attention\.([qkv])_proj\.(weight|bias)$")
 _QKV_ORDER = {"query": 0, "key": 1, "value": 2, "q": 0, "k": 1, "v": 2}
@@ -54,9 +57,10 @@ _QKV_ORDER = {"query": 0, "key": 1, "value": 2, "q": 0, "k": 1, "v": 2}
 _FIXED_CONFIG = {
     "dinov2": dict(hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True),
     "dinov2_with_registers": dict(hidden_act="gelu", layer_norm_eps=1e-6, qkv_bias=True),
-    "dinov3_vit": dict(hidden_act="gelu", layer_norm_eps=1e-5, rope_theta=100.0, use_gated_mlp=False,
-                       patch_size=16),
+    "dinov3_vit": dict(layer_norm_eps=1e-5, rope_theta=100.0, patch_size=16),
 }
+# DINOv3's activation follows its MLP: GELU for the plain one, SiLU for the gated (SwiGLU) one.
+_DINOV3_ACTIVATION = {False: "gelu", True: "silu"}
 
 
 def transformers_layout(state: Mapping[str, torch.Tensor]) -> str | None:
@@ -144,17 +148,15 @@ def _dinov3_to_official(state: Mapping[str, torch.Tensor], prefix: str) -> State
     for name, value in rest.items():
         out[embeddings.get(name, name)] = value
     for index, block in blocks.items():
-        if any(name.startswith("mlp.gate_proj.") for name in block):
-            raise ValueError(f"the weights have the {DINOV3} layout with a gated MLP (`mlp.gate_proj`, "
-                             "use_gated_mlp=True: the ViT-H+/7B releases); the DINOv3 archs here (small, base, "
-                             "large) have a plain MLP, so these weights cannot be loaded.")
+        gated = any(name.startswith("mlp.gate_proj.") for name in block)
+        renames = _DINOV3_GATED_BLOCK if gated else _DINOV3_BLOCK
         weights: list = [None] * 3
         biases: list = [None] * 3
         for name, value in block.items():
             if match := _DINOV3_QKV.match(name):
                 (weights if match.group(2) == "weight" else biases)[_QKV_ORDER[match.group(1)]] = value
             else:
-                out[f"blocks.{index}.{_renamed(name, _DINOV3_BLOCK)}"] = value
+                out[f"blocks.{index}.{_renamed(name, renames)}"] = value
         where = f"layer.{index}.attention"
         out[f"blocks.{index}.attn.qkv.weight"] = _concat(weights, f"{where} q/k/v weight")
         if biases[0] is not None or biases[2] is not None:
@@ -210,9 +212,12 @@ def check_transformers_config(config: Path) -> None:
     if model_type not in _FIXED_CONFIG:
         raise ValueError(f"'{config}' is a transformers {model_type!r} model; the converters read "
                          f"{sorted(_FIXED_CONFIG)} ({DINOV2}, {DINOV2_REGISTERS}, {DINOV3}).")
-    differ = {name: settings[name] for name, fixed in _FIXED_CONFIG[model_type].items()
+    fixed_settings = dict(_FIXED_CONFIG[model_type])
+    if model_type == "dinov3_vit":
+        fixed_settings["hidden_act"] = _DINOV3_ACTIVATION[bool(settings.get("use_gated_mlp", False))]
+    differ = {name: settings[name] for name, fixed in fixed_settings.items()
               if name in settings and settings[name] != fixed}
     if differ:
         raise ValueError(f"'{config}' sets {differ}, but the timm model the weights are converted to has "
-                         f"{ {name: _FIXED_CONFIG[model_type][name] for name in differ} }: it would compute "
+                         f"{ {name: fixed_settings[name] for name in differ} }: it would compute "
                          "another function.")
