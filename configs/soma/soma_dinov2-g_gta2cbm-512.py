@@ -2,7 +2,9 @@
 # No published number: the SoMA paper stops at ViT-L.
 # Choices: r=16 as for ViT-L (13.0M trainable backbone parameters); blocks from a third of the depth (13 of 40, as 8
 # of 24 for L); the packed SwiGLU fc1 decomposed as gate and value; with_cp (tools/analysis/memory_plan.py). Outputs
-# of blocks 9/19/29/39 (the DINOv2 release's dense heads). Recipe: soma_dinov2-l_gta2cbm-512.py's.
+# of blocks 9/19/29/39 (the DINOv2 release's dense heads). Recipe and checkpoint selection:
+# those of soma_dinov2-l_gta2cbm-512.py (release protocol;
+# source-only: --cfg-options default_hooks.checkpoint.save_best=None).
 _base_ = ["./soma_dinov2-l_gta2cbm-512.py"]
 
 model = dict(

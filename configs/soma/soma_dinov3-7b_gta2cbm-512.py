@@ -2,7 +2,9 @@
 # No published number: DINOv3 appeared after the SoMA paper, and no DG codebase adapts the 7B.
 # Choices: r=16 as for ViT-L (30.7M trainable backbone parameters, 0.46 % of 6.7B); blocks from a third of the depth
 # (13 of 40, as 8 of 24 for L); with_cp: each trained block keeps only its input; bf16 frozen base: 13.4 GB, not 27.
-# Outputs of blocks 9/19/29/39 (the DINOv3 release's dense-task layers). Recipe: soma_dinov2-l_gta2cbm-512.py's.
+# Outputs of blocks 9/19/29/39 (the DINOv3 release's dense-task layers). Recipe and checkpoint selection:
+# those of soma_dinov2-l_gta2cbm-512.py (release protocol;
+# source-only: --cfg-options default_hooks.checkpoint.save_best=None).
 _base_ = ["./soma_dinov2-l_gta2cbm-512.py"]
 
 model = dict(

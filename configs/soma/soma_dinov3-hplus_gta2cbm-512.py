@@ -2,7 +2,9 @@
 # No published number: DINOv3 appeared after the SoMA paper.
 # Choices: r=16 as for ViT-L (10.2M trainable backbone parameters, 1.2 % of 840M); blocks from a third of the depth
 # (11 of 32, as 8 of 24 for L); with_cp as for the 7B (tools/analysis/memory_plan.py). Outputs of blocks
-# 7/15/23/31 (4 evenly spaced, as the DINOv3 release). Recipe: soma_dinov2-l_gta2cbm-512.py's.
+# 7/15/23/31 (4 evenly spaced, as the DINOv3 release). Recipe and checkpoint selection:
+# those of soma_dinov2-l_gta2cbm-512.py (release protocol;
+# source-only: --cfg-options default_hooks.checkpoint.save_best=None).
 _base_ = ["./soma_dinov2-l_gta2cbm-512.py"]
 
 model = dict(

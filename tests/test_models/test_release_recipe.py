@@ -31,6 +31,9 @@ EMA_BEGIN = {
     "soma_eva02-l_gta2cbm-512.py": 12000, "soma_dinov3-l_gta2cbm-512.py": 12000,
     "soma_dinov3-l_citys2acdc-512.py": 20000, "soma-released-init_dinov2-l_gta2cbm-512.py": 12000,
     "dora_dinov2-l_gta2cbm-512.py": 12000, "hf-lora_dinov2-l_gta2cbm-512.py": 12000,
+    # not in the release: the large backbones keep the GTA5 recipe of the config they build on
+    "soma_dinov2-g_gta2cbm-512.py": 12000, "soma_dinov3-hplus_gta2cbm-512.py": 12000,
+    "soma_dinov3-7b_gta2cbm-512.py": 12000,
 }
 POLY = dict(type="PolyLR", eta_min=0, power=0.9, by_epoch=False)
 WEIGHT_DECAY = dict(type="CosineAnnealingParamScheduler", param_name="weight_decay", eta_min=1e-5, by_epoch=False)
