@@ -161,10 +161,13 @@ def head_peak_bytes(head_cfg: dict, channels: Sequence[int], strides: Sequence[i
                     amp: bool, train_cfg: Any = None, registry: Any = None) -> int:
     """Measured peak (bytes, head parameters excluded) of the decode head's loss forward+backward on real CPU
     tensors for ``batch`` images of ``size``², fed with random backbone maps of ``channels`` at ``strides``."""
+    from mmengine.registry import DefaultScope
+
     if registry is None:
         from mmseg.registry import MODELS as registry
     torch.manual_seed(0)
-    head = registry.build(head_cfg).train()
+    with DefaultScope.overwrite_default_scope(registry.scope):  # not the scope another run left current
+        head = registry.build(head_cfg).train()
     num_classes = getattr(head, "num_classes", 19)
     features = [torch.randn(batch, c, size // s, size // s, requires_grad=True) for c, s in zip(channels, strides)]
     samples = _head_batch(batch, size, num_classes)
