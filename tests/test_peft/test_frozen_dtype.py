@@ -9,7 +9,6 @@ and from the bfloat16 base by 4.0e-3).
 from __future__ import annotations
 
 import pytest
-import timm
 import torch
 
 from soma.models.backbones import DINOv3
@@ -17,17 +16,13 @@ from soma.peft import soma_layers
 from soma.peft.frozen_dtype import cast_frozen_weights
 from soma.utils.errors import ConfigError
 
+from ..test_models.test_large_backbones import make_pretrained
+
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     path = tmp_path_factory.mktemp("bf16") / "tiny7b.pth"
-    torch.manual_seed(0)
-    model = timm.create_model("vit_7b_patch16_dinov3", pretrained=False, num_classes=0, img_size=64,
-                              embed_dim=64, depth=4, num_heads=2)
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    torch.save(model.state_dict(), path)
+    make_pretrained(path)
     return path
 
 
