@@ -2,7 +2,6 @@
 ``soma.peft`` adapts a model, trains a step, merges, saves and loads an adapter."""
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import json
 import os
 import shutil
@@ -12,10 +11,10 @@ import venv
 from pathlib import Path
 
 import pytest
-from packaging.markers import default_environment
 from packaging.requirements import Requirement
 
 from ..conftest import REPO
+from ..test_tools.test_setup_wheelhouse import link_distributions
 
 # The packages the fresh environment gets from this one (torch and what it needs; numpy; the build backend).
 PROVIDED = ("torch", "numpy", "setuptools", "wheel")
@@ -51,45 +50,6 @@ print(json.dumps(dict(loaded=loaded, at_init=at_init, trainable=trainable, loss0
 """ % (OPENMMLAB,)
 
 
-def _closure(names: tuple[str, ...]) -> list[metadata.Distribution]:
-    """The installed distributions ``names`` and everything they require here (markers evaluated, extras
-    followed), as pip walks them."""
-    environment = default_environment()
-    found: dict[str, metadata.Distribution] = {}
-    done: set[tuple[str, str]] = set()
-    todo = [Requirement(name) for name in names]
-    while todo:
-        requirement = todo.pop()
-        key = requirement.name.lower().replace("_", "-")
-        for extra in ("", *sorted(requirement.extras)):
-            if (key, extra) in done:
-                continue
-            done.add((key, extra))
-            try:
-                dist = found.setdefault(key, metadata.distribution(requirement.name))
-            except metadata.PackageNotFoundError:
-                continue  # a platform part this machine does not have (pip would then not ask for it either)
-            for line in dist.requires or []:
-                dependency = Requirement(line)
-                if dependency.marker is None or dependency.marker.evaluate(dict(environment, extra=extra)):
-                    todo.append(dependency)
-    return list(found.values())
-
-
-def _link_packages(dists: list[metadata.Distribution], into: Path) -> None:
-    """Symlink each distribution's top-level files and its ``.dist-info`` into ``into`` (a site dir)."""
-    into.mkdir(parents=True)
-    for dist in dists:
-        base = Path(dist.locate_file(""))
-        tops = {Path(str(file)).parts[0] for file in dist.files or []}
-        for top in tops:
-            source = base / top
-            if top.endswith(".dist-info") and source != Path(dist._path):  # noqa: SLF001
-                continue
-            if source.exists() and not (into / top).exists() and top != "..":
-                (into / top).symlink_to(source)
-
-
 @pytest.mark.slow  # builds a virtualenv and installs soma into it (about a minute)
 def test_soma_peft_in_a_fresh_virtualenv_with_torch_only(tmp_path):
     env_dir = tmp_path / "venv"
@@ -97,7 +57,8 @@ def test_soma_peft_in_a_fresh_virtualenv_with_torch_only(tmp_path):
     python = env_dir / "bin/python"
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    _link_packages(_closure(PROVIDED), tmp_path / "provided")
+    (tmp_path / "provided").mkdir()
+    link_distributions(list(PROVIDED), tmp_path / "provided")
     Path(site, "provided.pth").write_text(str(tmp_path / "provided") + "\n")
     source = tmp_path / "src"  # a copy: pip builds in the source tree, which must stay the checkout's
     source.mkdir()
