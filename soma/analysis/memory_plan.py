@@ -383,7 +383,7 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
         weights += sum(t.numel() * t.element_size() for t in [*ema_copy.parameters(), *ema_copy.buffers()])
     dtype = torch.bfloat16
     if amp and device == "cuda" and cfg.get("optim_wrapper"):
-        from ..utils.run_config import resolve_amp
+        from ..config.run import resolve_amp
 
         # The training precision (bf16 where the GPU has it) and mmcv's ops without bf16 kernels rerouted.
         dtype = getattr(torch, resolve_amp(cfg.optim_wrapper, device="cuda").get("dtype") or "bfloat16")
