@@ -8,13 +8,12 @@ import shutil
 import subprocess
 import sys
 import venv
-from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
 
 from ..conftest import REPO
-from ..test_tools.test_setup_wheelhouse import link_distributions
+from ..test_tools.test_setup_wheelhouse import add_site_dir, link_distributions
 
 # The packages the fresh environment gets from this one (torch and what it needs; numpy; the build backend).
 PROVIDED = ("torch", "numpy", "setuptools", "wheel")
@@ -55,11 +54,12 @@ def test_soma_peft_in_a_fresh_virtualenv_with_torch_only(tmp_path):
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin/python"
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    # Python < 3.12's ensurepip puts its own setuptools (65.x, too old for PEP 639 licence fields) into the venv,
+    # ahead of the provided one; the build backend must be the one pyproject asks for.
+    subprocess.run([python, "-m", "pip", "uninstall", "-y", "-q", "setuptools"], capture_output=True, check=True)
     (tmp_path / "provided").mkdir()
     link_distributions(list(PROVIDED), tmp_path / "provided")
-    Path(site, "provided.pth").write_text(str(tmp_path / "provided") + "\n")
+    add_site_dir(python, tmp_path / "provided", "provided")
     source = tmp_path / "src"  # a copy: pip builds in the source tree, which must stay the checkout's
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):

@@ -57,8 +57,16 @@ def link_distributions(names: list[str], target: Path) -> None:
                                                  for extra in {"", *extras}):
                 todo.append((requirement.name, frozenset(requirement.extras)))
         for top in {file.parts[0] for file in dist.files or []} - {"..", "__pycache__"}:
-            if not (target / top).exists() and not top.endswith(".pth"):
+            if not (target / top).exists():
                 (target / top).symlink_to(dist.locate_file(top))
+
+
+def add_site_dir(python: Path, folder: Path, name: str) -> None:
+    """Make ``folder`` a site directory of ``python``'s environment with its own .pth files processed (setuptools'
+    distutils shim among them), as a machine's preinstalled packages are; a plain path in a .pth skips them."""
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, f"{name}.pth").write_text(f"import site; site.addsitedir({str(folder)!r})\n")
 
 
 @pytest.mark.slow
@@ -70,10 +78,7 @@ def test_offline_install_from_the_wheelhouse_with_the_machines_torch(tmp_path):
     link_distributions(["torch", "torchvision"], system)
     machine = tmp_path / "machine"  # an interpreter whose only extra packages are torch's
     subprocess.run([sys._base_executable, "-m", "venv", "--without-pip", str(machine)], check=True)
-    site = subprocess.run([str(machine / "bin/python"), "-c",
-                           "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
-    Path(site, "machine-torch.pth").write_text(f"{system}\n")
+    add_site_dir(machine / "bin/python", system, "machine-torch")
     venv = tmp_path / "venv"
     setup = subprocess.run(["bash", "tools/setup.sh", "--system-torch", "--wheelhouse", str(wheelhouse)], cwd=REPO,
                            capture_output=True, text=True,
@@ -128,10 +133,10 @@ def test_gpu_machine_rehearsal_installs_the_prebuilt_mmcv_and_the_dry_run_passes
     build_env = CACHE / "build-envs/cp312-torch2.11.0"  # torch 2.11.0 from the index, made by make_wheelhouse
     machine = tmp_path / "machine"
     subprocess.run([str(python), "-m", "venv", str(machine)], check=True)
-    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site, torch_site = (subprocess.run([str(env / "bin/python"), "-c", purelib], capture_output=True, text=True,
-                                       check=True).stdout.strip() for env in (machine, build_env))
-    Path(site, "machine-torch.pth").write_text(torch_site + "\n")
+    torch_site = subprocess.run([str(build_env / "bin/python"), "-c",
+                                 "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    add_site_dir(machine / "bin/python", Path(torch_site), "machine-torch")
     # What the lent machine has besides torch (from the index here; the machine has them preinstalled).
     subprocess.run([str(machine / "bin/python"), "-m", "pip", "install", "-q", "--no-deps", "torchvision==0.26.0"],
                    check=True)
