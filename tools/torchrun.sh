@@ -48,7 +48,8 @@ with socket.socket() as probe:
   exit 2
 fi
 PYTHONPATH="$ROOT":${PYTHONPATH:-} \
-exec "$PYTHON" -m torch.distributed.run \
+# torchrun, ending in one line (not its ChildFailedError traceback) when a worker fails.
+exec "$PYTHON" -m soma.utils.distributed_launch \
     --nnodes="${NNODES:-1}" --node_rank="${NODE_RANK:-0}" --master_addr="${MASTER_ADDR:-127.0.0.1}" \
     --nproc_per_node="$NPROC" --master_port="$MASTER_PORT_NUMBER" \
     "$SCRIPT" "${@:3}" --launcher pytorch

@@ -68,3 +68,15 @@ def test_two_processes_match_one_with_the_same_total_batch(tmp_path):
     worst = max((a[k].double() - b[k].double()).abs().max().item() for k in a if a[k].is_floating_point())
     assert worst <= TOLERANCE, worst
     assert one_run["meta"]["iter"] == 3
+
+
+def test_a_user_error_in_the_workers_ends_in_one_line_without_torchruns_traceback(tmp_path):
+    env = dict(os.environ, PYTHON=sys.executable, OMP_NUM_THREADS="1", PORT=str(32500 + os.getpid() % 1000))
+    failed = subprocess.run(["bash", "tools/dist_train.sh", "configs/demo/mask2former_dinov2-tiny_soma.py", "2",
+                             "--work-dir", str(tmp_path), "--cfg-options", "model.backbone.peft.r=-3"],
+                            cwd=REPO, capture_output=True, text=True, env=env)
+    assert failed.returncode == 1
+    assert "Traceback" not in failed.stderr and "ChildFailedError" not in failed.stderr, failed.stderr[-3000:]
+    assert "`r` must be a positive int, got -3" in failed.stderr
+    last = failed.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: tools/train.py failed in 2 processes (first: rank "), last
