@@ -26,6 +26,7 @@ from soma.engine import build_runner
 from soma.config import add_runner_arguments, load_run_config
 from soma.utils import ConfigError, claim_work_dir, exit_on_user_error
 from soma.utils.work_dir import is_main_launch_process
+from soma.utils.cli import random_seed
 
 __all__ = ["main", "parse_args", "latest_checkpoint", "resolve_load_from", "out_of_memory_message"]
 
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the checkpoints of an earlier run in the work dir and start anew")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision")
-    parser.add_argument("--seed", type=int,
+    parser.add_argument("--seed", type=random_seed,
                         help="random seed of the run (sets `randomness.seed`; checkpoints and tools/test.py's "
                              "metrics.json record it)")
     add_runner_arguments(parser, "where logs and checkpoints go")

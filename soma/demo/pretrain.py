@@ -88,6 +88,12 @@ def make_batch(rng: np.random.Generator, batch_size: int,
     return (inputs - MEAN) / STD, torch.from_numpy(np.stack(labels)).long()
 
 
+def warmup_fraction(steps: int) -> float:
+    """OneCycleLR's ``pct_start``: 10 % of the steps (exactly 0.1 for multiples of 10), at least 2 steps, since
+    torch divides by zero on a warm-up of exactly 1 step (10 steps at 0.1); runs too short for that keep 0.1."""
+    return max(2, round(0.1 * steps)) / steps if steps >= 3 else 0.1
+
+
 def pretrain(out: str | Path, steps: int = 300, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
              styles: PretrainStyles = "recoloured") -> Path:
     """Pretrain the demo ViT and save it to ``out`` (skipped when ``out`` exists). Returns ``out``.
@@ -98,6 +104,8 @@ def pretrain(out: str | Path, steps: int = 300, batch_size: int = 32, lr: float 
     """
     if styles not in ("recoloured", "varied"):
         raise ValueError(f"`styles` must be 'recoloured' or 'varied', got {styles!r}.")
+    if steps < 1:
+        raise ValueError(f"`steps` must be a positive int, got {steps}.")
     out = Path(out)
     if out.is_file():
         print_log(f"pretrained demo ViT: using the cached {out}", logger="current")
@@ -108,7 +116,8 @@ def pretrain(out: str | Path, steps: int = 300, batch_size: int = 32, lr: float 
     head = nn.Linear(vit.embed_dim, NUM_COARSE)
     params = list(vit.parameters()) + list(head.parameters())
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps,
+                                                   pct_start=warmup_fraction(steps))
     grid = IMAGE_SIZE // PATCH_SIZE
     start = time.perf_counter()
     for step in range(steps):

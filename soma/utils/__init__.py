@@ -14,6 +14,7 @@ _EXPORTS = {
                    "load_trusted_checkpoint", "load_weights", "register_atomic_local_backend",
                    "register_local_checkpoint_loader", "save_checkpoint_atomic", "trust_checkpoint",
                    "write_text_atomic"),
+    "cli": ("non_negative_int", "positive_int", "random_seed"),
     "distributed": ("check_device", "use_cpu_distributed"),
     "errors": ("ConfigError", "DataError", "OutputExistsError", "UserError", "exit_on_user_error"),
     "mmcv_ops": ("configure_mmcv_ops", "use_pytorch_msdeformattn"),

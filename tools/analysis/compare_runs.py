@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 from soma.analysis.compare_runs import compare_to_folder
 from soma.utils import exit_on_user_error
+from soma.utils.cli import random_seed
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -25,7 +26,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("runs", nargs="+", metavar="RUN", help="test-run work dirs, or quoted glob patterns of them")
     parser.add_argument("--out", required=True, help="folder for comparison.md and comparison.png")
     parser.add_argument("--reference", help="method the others are compared with (paired over seeds)")
-    parser.add_argument("--seeds", type=int, nargs="+", help="compare only these seeds (every method needs them)")
+    parser.add_argument("--seeds", type=random_seed, nargs="+",
+                        help="compare only these seeds (every method needs them)")
     parser.add_argument("--allow", nargs="+", default=[], metavar="FIELD",
                         help="config keys (or key prefixes) that may differ between runs besides method and seed")
     parser.add_argument("--metric", choices=["mIoU", "mAP"], help="default: what the runs' metrics hold")

@@ -18,13 +18,14 @@ import json
 from collections.abc import Sequence
 
 from mmengine.config import Config, DictAction
+from soma.utils.cli import positive_int
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
-    parser.add_argument("--batch", type=int, help="images per step (default: train_dataloader.batch_size)")
-    parser.add_argument("--img-size", type=int, help="square crop (default: the backbone's img_size)")
+    parser.add_argument("--batch", type=positive_int, help="images per step (default: train_dataloader.batch_size)")
+    parser.add_argument("--img-size", type=positive_int, help="square crop (default: the backbone's img_size)")
     parser.add_argument("--amp", choices=["auto", "on", "off"], default="auto",
                         help="bfloat16 autocast: auto = the config's AmpOptimWrapper")
     parser.add_argument("--measure", choices=["cpu", "cuda"], nargs="?", const="cpu",

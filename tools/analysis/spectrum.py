@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from soma.analysis.spectrum import format_table, spectrum_to_folder
 from soma.utils import OutputExistsError
+from soma.utils.cli import non_negative_int, positive_int
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -28,8 +29,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "is stored in it) or a plain backbone weight file")
     parser.add_argument("--checkpoint", help="with a CONFIG: a trained checkpoint (unmerged or merged) to compare")
     parser.add_argument("--out", required=True, help="output folder for the PNGs and CSV")
-    parser.add_argument("--blocks", type=int, nargs="+", help="only these block indices (default: all adapted)")
-    parser.add_argument("--rank", type=int, default=16, help="plain weight files: r minor components to mark")
+    parser.add_argument("--blocks", type=non_negative_int, nargs="+",
+                        help="only these block indices (default: all adapted)")
+    parser.add_argument("--rank", type=positive_int, default=16, help="plain weight files: r minor components to mark")
     parser.add_argument("--force", action="store_true", help="replace the figures of an earlier run in --out")
     return parser.parse_args(argv)
 

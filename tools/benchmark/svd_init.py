@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from soma.peft import SoMAConfig, apply_soma, soma_layers
 from soma.peft.decompose import svd_components
+from soma.utils.cli import positive_int
 
 
 # dim, depth, MLP hidden width, fc1 outputs (2 x hidden for a packed SwiGLU), first adapted block
@@ -147,10 +148,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--arch", nargs="+", choices=["large", "giant", "7b"], default=["large"])
-    parser.add_argument("--blocks", type=int, help="build and decompose only this many adapted blocks")
+    parser.add_argument("--blocks", type=positive_int, help="build and decompose only this many adapted blocks")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--no-float32", action="store_true", help="skip the naive float32 reference loop")
-    parser.add_argument("--repeats", type=int, default=1, help="best of N runs per method")
+    parser.add_argument("--repeats", type=positive_int, default=1, help="best of N runs per method")
     parser.add_argument("--small", action="store_true", help="tiny shapes for a smoke run")
     parser.add_argument("--json", help="also write the results to this JSON file")
     args = parser.parse_args()

@@ -27,6 +27,7 @@ import torch
 
 from soma.analysis.train_step import (ARCHS, CONFIGS, INFERENCE, device_name, measure_inference, measure_training,
                                       msda_path, prepare_process, report, run_isolated, versions)
+from soma.utils.cli import non_negative_int, positive_int
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,12 +35,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--methods", nargs="+", choices=sorted(CONFIGS), default=["full", "frozen", "lora", "soma"])
     parser.add_argument("--arch", choices=sorted(ARCHS), default="large")
-    parser.add_argument("--img-size", type=int, default=512, help="training crop (and slide window) size")
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per method (median reported)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (allocator, cudnn, compile)")
-    parser.add_argument("--infer-size", type=int, nargs=2, default=[1024, 2048], metavar=("H", "W"))
-    parser.add_argument("--infer-repeats", type=int, default=5)
+    parser.add_argument("--img-size", type=positive_int, default=512, help="training crop (and slide window) size")
+    parser.add_argument("--batch", type=positive_int, default=4)
+    parser.add_argument("--steps", type=positive_int, default=10, help="timed steps per method (median reported)")
+    parser.add_argument("--warmup", type=non_negative_int, default=3,
+                        help="untimed steps first (allocator, cudnn, compile)")
+    parser.add_argument("--infer-size", type=positive_int, nargs=2, default=[1024, 2048], metavar=("H", "W"))
+    parser.add_argument("--infer-repeats", type=positive_int, default=5)
     parser.add_argument("--no-inference", action="store_true", help="skip the inference benchmark")
     parser.add_argument("--no-amp", action="store_true", help="float32 even on GPU")
     parser.add_argument("--with-cp", action="store_true", help="gradient checkpointing of the trained blocks")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from soma.demo.run import COMPARED, REPO, VARIANTS, run_demo
 from soma.demo.study import STUDY_ITERS, STUDY_PRETRAIN_STEPS, STUDY_PRETRAINED, STUDY_SEEDS, run_seeds
+from soma.utils.cli import positive_int, random_seed
 
 
 def repo_path(path: str) -> Path:
@@ -45,15 +46,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pretrained", type=repo_path,
                         help="the demo ViT's weights (made on the first run, then reused; default: "
                              f"checkpoints/demo_vit_pretrained.pth, --study: {STUDY_PRETRAINED})")
-    parser.add_argument("--iters", type=int,
+    parser.add_argument("--iters", type=positive_int,
                         help=f"fine-tuning iterations (default: the configs', --study: {STUDY_ITERS})")
-    parser.add_argument("--pretrain-steps", type=int, help=f"default: 300 (--study: {STUDY_PRETRAIN_STEPS})")
-    parser.add_argument("--num-train", type=int, default=400, help="source training scenes")
-    parser.add_argument("--num-val", type=int, default=100, help="test scenes per style")
+    parser.add_argument("--pretrain-steps", type=positive_int, help=f"default: 300 (--study: {STUDY_PRETRAIN_STEPS})")
+    parser.add_argument("--num-train", type=positive_int, default=400, help="source training scenes")
+    parser.add_argument("--num-val", type=positive_int, default=100, help="test scenes per style")
     parser.add_argument("--study", action="store_true",
                         help="the method study: ViT pretrained on varied styles, frozen/full/LoRA/PiSSA/SoMA "
                              "fine-tuned once per seed, compared with 95%% CIs on held-out styles")
-    parser.add_argument("--seeds", type=int, nargs="+", metavar="N",
+    parser.add_argument("--seeds", type=random_seed, nargs="+", metavar="N",
                         help="train each variant once per seed and compare them over the seeds "
                              f"(--study default: {' '.join(map(str, STUDY_SEEDS))})")
     return parser.parse_args(argv)

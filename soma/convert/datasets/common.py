@@ -35,6 +35,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from soma.utils.checkpoint import atomic_path
+from soma.utils.cli import positive_int
 
 IGNORE_INDEX = 255
 NUM_CLASSES = 19  # the Cityscapes train classes every segmentation set is mapped to
@@ -306,18 +307,11 @@ def run_tasks(dataset: str, tasks: Sequence[Task], convert: Callable[[Task], Non
 
 
 # ---------------------------------------------------------------------------------------------------- command line
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive int, got {value}")
-    return value
-
-
 def build_parser(description: str, root_help: str) -> argparse.ArgumentParser:
     """The command line shared by the converters: ``ROOT [--nproc N]``; a converter may add options."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("root", type=Path, help=root_help)
-    parser.add_argument("--nproc", type=_positive_int, default=1, help="worker processes (default: 1)")
+    parser.add_argument("--nproc", type=positive_int, default=1, help="worker processes (default: 1)")
     return parser
 
 
