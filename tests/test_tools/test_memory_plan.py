@@ -93,3 +93,15 @@ def test_plan_follows_the_crop_of_the_data_preprocessor():
     assert crop_size(cfg) == 512
     set_crop_size(cfg, 256)
     assert crop_size(cfg) == 256 and cfg.model.backbone.img_size == 256
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["nope.py"], "error: config file 'nope.py' does not exist."),
+    (["configs/demo/mask2former_dinov2-tiny_soma.py", "--cfg-options", "model.backbone.arch=huge"],
+     "error: `arch` must be one of"),
+])
+def test_the_tool_refuses_a_missing_config_and_bad_options_in_one_line(argv, message):
+    from tools.analysis.memory_plan import main
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert str(stopped.value.code).startswith(message)

@@ -17,8 +17,10 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from mmengine.config import Config, DictAction
+from soma.config.loading import load_config
+from soma.config.run import CfgOptionsAction, merge_cfg_options
 from soma.utils.cli import positive_int
+from soma.utils.errors import UserError, exit_on_user_error
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -31,10 +33,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--measure", choices=["cpu", "cuda"], nargs="?", const="cpu",
                         help="also run real training steps at this size and compare (the config's with_cp)")
     parser.add_argument("--json", help="write the plans (and measurement) to this file")
-    parser.add_argument("--cfg-options", nargs="+", action=DictAction, help="override config keys")
+    parser.add_argument("--cfg-options", nargs="+", action=CfgOptionsAction, help="override config keys: a.b=value")
     return parser.parse_args(argv)
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     from mmseg.utils import register_all_modules
@@ -42,7 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from soma import register_all_modules as register_soma_modules
 
     from soma.analysis.memory_plan import GIB, format_plans, measure_peak, plan_memory
-    from soma.utils.errors import UserError
 
     register_all_modules(init_default_scope=False)
     register_soma_modules()
@@ -50,16 +52,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from soma.utils.runtime import setup_runtime
 
         setup_runtime()  # SOMA_MSDA_PYTORCH, and named errors for CUDA ops mmcv was built without
+    cfg = load_config(args.config)
+    if args.cfg_options:
+        merge_cfg_options(cfg, args.cfg_options)
     try:
-        cfg = Config.fromfile(args.config)
-        if args.cfg_options:
-            cfg.merge_from_dict(args.cfg_options)
         amp = None if args.amp == "auto" else args.amp == "on"
         name = args.config.rsplit("/", 1)[-1].removesuffix(".py")
         plans = [plan_memory(cfg, args.batch, args.img_size, with_cp=cp, amp=amp, name=name) for cp in (False, True)]
-    except (UserError, ValueError) as exc:
-        print(f"error: {exc}")
-        return 1
+    except ValueError as exc:  # an option the backbone or head refuses (e.g. an unknown arch), as a UserError
+        raise UserError(str(exc)) from None
     print(format_plans(plans))
     result = {"plans": [dict(with_cp=p.with_cp, batch=p.batch, img_size=p.img_size, amp=p.amp, weights=p.weights,
                              gradients=p.gradients, optimizer=p.optimizer, activations=p.activations, peak=p.peak,
