@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from mmengine.config import Config
 
+from ...config.loading import load_config
 from ...models.builder import build_model
 from ...weights import load_trained_weights, read_state_dict
 from ...peft import adapter_layers, is_adapter_key
@@ -37,7 +38,7 @@ def analyse(config: str | Path, checkpoint: str | Path | None = None,
     for path, what in ((config, "config"), (checkpoint, "checkpoint")):
         if path is not None and not Path(path).is_file():
             raise FileNotFoundError(f"{what} file '{path}' does not exist.")
-    cfg = Config.fromfile(str(config))
+    cfg = load_config(config)
     base = _init_cfg_checkpoint(cfg)
     notes = []
     if base is not None and not Path(base).is_file():
