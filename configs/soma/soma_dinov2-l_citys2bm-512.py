@@ -1,7 +1,7 @@
 # SoMA (DINOv2-L, r=16 on blocks 8-23): Cityscapes -> BDD100K / Mapillary, 512 crops.
 # Published: mean mIoU 71.74 over B/M.
 # Recipe as released (docs/reproduction.md): 40k iterations, batch 8, linear warm-up from 1e-2 x lr over 1.5k
-# iterations then PolyLR, EMA of the weights from iteration 20k (mmengine EMAHook defaults).
+# iterations then PolyLR, EMA of the weights from iteration 20k (mmengine EMAHook defaults, as FrozenAwareEMAHook).
 # Checkpoint selection, release protocol: `best_mean_mIoU_iter_*.pth`, the best mean mIoU of the target validation
 # sets, as the published numbers were picked. Source-only protocol (the best on Cityscapes val, which validation
 # also scores): --cfg-options default_hooks.checkpoint.save_best=citys/mIoU
@@ -22,5 +22,5 @@ default_hooks = dict(checkpoint=dict(save_best="mean/mIoU", rule="greater"))
 custom_hooks = [
     dict(type="WeightDecayLoggerHook"),
     dict(type="MergeAdaptersHook"),
-    dict(type="EMAHook", ema_type="ExponentialMovingAverage", momentum=2e-4, update_buffers=False, begin_iter=20000),
+    dict(type="FrozenAwareEMAHook", momentum=2e-4, update_buffers=False, begin_iter=20000),
 ]

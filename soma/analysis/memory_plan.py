@@ -3,7 +3,7 @@
 What one training step holds at its peak, per part:
 
 * **weights**: every parameter and buffer at its own dtype (a bfloat16 frozen base counts 2 bytes), counted on
-  the model built on the meta device; twice that with an ``EMAHook`` (mmengine's EMA copies the whole model);
+  the model built on the meta device; with an EMA hook, plus what the average keeps (:func:`ema_bytes`);
 * **gradients** (float32, trainable parameters only) and **optimizer state** (AdamW/Adam: two float32 moments per
   trainable parameter; SGD with momentum: one);
 * **activations and temporaries** of the backbone: its forward and backward run on *fake* tensors
@@ -247,6 +247,47 @@ def build_on_meta(cfg: Any) -> torch.nn.Module:
         return _registry(cfg).build(model_cfg)
 
 
+def _tensor_bytes(tensors: Sequence[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def _ema_hook(cfg: Any) -> dict | None:
+    """The config's EMA hook with its ``ema_type`` filled in (each hook's default), or None."""
+    for hook in cfg.get("custom_hooks") or []:
+        if hook.get("type") in ("EMAHook", "FrozenAwareEMAHook"):
+            default = "TrainableExponentialMovingAverage" if hook["type"] == "FrozenAwareEMAHook" \
+                else "ExponentialMovingAverage"
+            return dict(hook, ema_type=hook.get("ema_type", default))
+    return None
+
+
+def ema_bytes(cfg: Any, model: torch.nn.Module, as_built: int) -> int:
+    """Bytes an EMA hook keeps besides the model: with ``TrainableExponentialMovingAverage`` (the default of
+    ``FrozenAwareEMAHook``) the trained parameters (and the buffers with ``update_buffers``); otherwise a copy of
+    the whole model *as built* (``as_built`` bytes): mmengine copies it before the weights are loaded, so a base
+    that ``frozen_dtype`` casts later stays float32 in the copy."""
+    hook = _ema_hook(cfg)
+    if hook is None:
+        return 0
+    if hook["ema_type"] != "TrainableExponentialMovingAverage":
+        return as_built
+    averaged = [p for p in model.parameters() if p.requires_grad]
+    return _tensor_bytes(averaged + (list(model.buffers()) if hook.get("update_buffers") else []))
+
+
+def build_ema(cfg: Any, model: torch.nn.Module) -> torch.nn.Module | None:
+    """The average the config's EMA hook would build for ``model`` (None without one)."""
+    hook = _ema_hook(cfg)
+    if hook is None:
+        return None
+    from mmengine.registry import MODELS
+
+    import soma.engine  # noqa: F401  (registers TrainableExponentialMovingAverage)
+
+    options = {key: hook[key] for key in ("momentum", "interval", "update_buffers") if key in hook}
+    return MODELS.build(dict(type=hook["ema_type"], model=model, **options))
+
+
 def crop_size(cfg: Any) -> int:
     """The training crop: the data preprocessor's padded ``size`` if set, else the backbone's ``img_size``."""
     size = (cfg.model.get("data_preprocessor") or {}).get("size")
@@ -293,11 +334,10 @@ def plan_memory(cfg: Any, batch: int | None = None, img_size: int | None = None,
     model = build_on_meta(cfg)
     with torch.no_grad():  # the feature maps' channels and strides, from a meta forward
         maps = model.backbone.eval()(torch.empty(1, 3, img_size, img_size, device="meta"))
+    as_built = _tensor_bytes([*model.parameters(), *model.buffers()])
     if hasattr(model.backbone, "cast_frozen_base"):  # a bfloat16 frozen base, as after init_weights()
         model.backbone.cast_frozen_base()
-    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    if any(hook.get("type") == "EMAHook" for hook in cfg.get("custom_hooks") or []):
-        weights *= 2  # mmengine's EMA keeps a full copy of the model (parameters and buffers) on the device
+    weights = _tensor_bytes([*model.parameters(), *model.buffers()]) + ema_bytes(cfg, model, as_built)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     trainable_bytes = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)  # float32 states
     backbone = backbone_activations(model.backbone, batch, img_size, amp)
@@ -370,6 +410,7 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
     with DefaultScope.overwrite_default_scope(cfg.get("default_scope", "mmseg")), torch.device(device):
         model = _registry(cfg).build(cfg.model).train()
     model.to(device)  # no copy; tells the data preprocessor where the inputs go
+    averaged = build_ema(cfg, model)  # as the EMA hook does: before the weights are loaded and cast
     if hasattr(model.backbone, "cast_frozen_base"):  # random weights: no SVD, but the base stored as after it
         model.backbone.cast_frozen_base()
     generator = torch.Generator().manual_seed(0)
@@ -377,10 +418,11 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
               for _ in range(batch)]
     samples = _head_batch(batch, img_size, getattr(model.decode_head, "num_classes", 19))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    weights = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
-    if any(hook.get("type") == "EMAHook" for hook in cfg.get("custom_hooks") or []):
-        ema_copy = copy.deepcopy(model)  # what mmengine's EMAHook keeps on the device
-        weights += sum(t.numel() * t.element_size() for t in [*ema_copy.parameters(), *ema_copy.buffers()])
+    weights = _tensor_bytes([*model.parameters(), *model.buffers()])
+    if averaged is not None:  # what the EMA keeps besides the model
+        own = {id(t) for t in [*model.parameters(), *model.buffers()]}
+        weights += _tensor_bytes([t for t in [*averaged.module.parameters(), *averaged.module.buffers()]
+                                  if id(t) not in own])
     dtype = torch.bfloat16
     if amp and device == "cuda" and cfg.get("optim_wrapper"):
         from ..config.run import resolve_amp

@@ -5,6 +5,7 @@ logits); a merge/unmerge round trip leaves the frozen weights within 1e-6.
 """
 from types import SimpleNamespace
 
+import pytest
 import torch
 import torch.nn as nn
 from mmengine.evaluator import BaseMetric, Evaluator
@@ -87,13 +88,13 @@ class RecordOutputs(BaseMetric):
         return dict(score=0.0)
 
 
-def run_toy(tmp_path, name, merge_hook):
+def run_toy(tmp_path, name, merge_hook, ema="EMAHook"):
     """Train 4 iterations with an EMA of the weights and validation every 2; returns the model and metric."""
     generator = torch.Generator().manual_seed(1)
     data = [dict(inputs=torch.randn(8, generator=generator), data_samples=torch.randn(8, generator=generator))
             for _ in range(8)]
     metric = RecordOutputs()
-    hooks = [dict(type="EMAHook", momentum=0.5, begin_iter=0)] + ([MergeAdaptersHook()] if merge_hook else [])
+    hooks = [dict(type=ema, momentum=0.5, begin_iter=0)] + ([MergeAdaptersHook()] if merge_hook else [])
     runner = Runner(
         model=ToyModel(), work_dir=str(tmp_path / name), experiment_name=f"merge_hook_{name}",
         train_dataloader=DataLoader(data, batch_size=4, shuffle=False),
@@ -116,6 +117,19 @@ def test_merge_hook_composes_with_ema(tmp_path):
     assert merged_flags(merged_model) == {False}
     for (name, p), q in zip(merged_model.named_parameters(), plain_model.parameters()):
         torch.testing.assert_close(p, q, atol=1e-6, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize("merge_hook", [False, True])
+def test_the_frozen_aware_ema_gives_mmengines_run(tmp_path, merge_hook):
+    """FrozenAwareEMAHook shares the frozen base instead of copying it: the same validation outputs and weights
+    as mmengine's EMAHook, bit for bit without merging. With merging, the ulp that a float32 merge/unmerge round
+    trip leaves lands in the model's frozen weights here and in the EMA's copy with mmengine's hook (1e-6)."""
+    stock_model, stock = run_toy(tmp_path, "stock", merge_hook)
+    ours_model, ours = run_toy(tmp_path, "ours", merge_hook, ema="FrozenAwareEMAHook")
+    tolerance = dict(atol=1e-6, rtol=0) if merge_hook else dict(atol=0, rtol=0)
+    torch.testing.assert_close(torch.stack(ours.outputs), torch.stack(stock.outputs), **tolerance)
+    for (name, p), q in zip(ours_model.named_parameters(), stock_model.parameters()):
+        torch.testing.assert_close(p, q, msg=name, **tolerance)
 
 
 def test_a_bfloat16_base_is_evaluated_unmerged_and_never_changes():

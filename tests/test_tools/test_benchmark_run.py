@@ -56,7 +56,7 @@ def test_gta2cbm_config_trains_and_tests_with_tiny_arch(tmp_path):
     cfg.val_dataloader = cfg.val_evaluator = cfg.val_cfg = None
     cfg.default_hooks.logger.interval = 1
     cfg.default_hooks.checkpoint.interval = 2
-    (ema,) = [hook for hook in cfg.custom_hooks if hook.type == "EMAHook"]
+    (ema,) = [hook for hook in cfg.custom_hooks if hook.type == "FrozenAwareEMAHook"]
     ema.begin_iter = 1  # the config's EMA (from 12k as released) starts within the 2 iterations
     for scheduler in cfg.param_scheduler:
         scheduler.end = 2

@@ -105,3 +105,31 @@ def test_the_tool_refuses_a_missing_config_and_bad_options_in_one_line(argv, mes
     with pytest.raises(SystemExit) as stopped:
         main(argv)
     assert str(stopped.value.code).startswith(message)
+
+
+@pytest.mark.parametrize("hook, frozen_dtype", [
+    (dict(type="FrozenAwareEMAHook"), None), (dict(type="FrozenAwareEMAHook"), "bfloat16"),
+    (dict(type="EMAHook"), "bfloat16"), (dict(type="FrozenAwareEMAHook", update_buffers=True), None),
+])
+def test_the_planned_ema_bytes_are_those_the_hook_keeps(hook, frozen_dtype):
+    """FrozenAwareEMAHook keeps the trained parameters; mmengine's EMAHook a copy of the model as built (before
+    frozen_dtype casts the base: float32). Planned: counted on the model; kept: the average built for real."""
+    from mmengine.registry import DefaultScope
+
+    from soma.analysis.memory_plan import _registry, build_ema, ema_bytes
+
+    cfg = tiny_config()
+    cfg.model.backbone.update(frozen_dtype=frozen_dtype, init_cfg=None)
+    cfg.custom_hooks = [dict(hook, momentum=2e-4, begin_iter=0)]
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        model = _registry(cfg).build(cfg.model)
+    as_built = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    averaged = build_ema(cfg, model)  # the hook builds it before the weights are loaded and cast
+    model.backbone.cast_frozen_base()
+    own = {id(t) for t in [*model.parameters(), *model.buffers()]}
+    kept = sum(t.numel() * t.element_size() for t in [*averaged.module.parameters(), *averaged.module.buffers()]
+               if id(t) not in own)
+    assert ema_bytes(cfg, model, as_built) == kept
+    trained = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
+    assert kept == (as_built if hook["type"] == "EMAHook" else trained + (
+        sum(b.numel() * b.element_size() for b in model.buffers()) if hook.get("update_buffers") else 0))

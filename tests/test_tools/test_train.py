@@ -209,7 +209,7 @@ def test_ema_keeps_an_averaged_copy(tmp_path):
 
     make_cityscapes_like(tmp_path / "data")
     ema_hooks = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_gta2cbm-512.py")).custom_hooks
-    next(hook for hook in ema_hooks if hook.type == "EMAHook").begin_iter = 1
+    next(hook for hook in ema_hooks if hook.type == "FrozenAwareEMAHook").begin_iter = 1
     config = tmp_path / "tiny_ema.py"
     config.write_text(CONFIG.format(repo=REPO, data=tmp_path / "data") + f"custom_hooks = {ema_hooks!r}\n")
     result = run_train(config, tmp_path / "work", "--cfg-options", "train_cfg.max_iters=2")
@@ -218,6 +218,22 @@ def test_ema_keeps_an_averaged_copy(tmp_path):
     ema = checkpoint["ema_state_dict"]
     adapter = next(k for k in checkpoint["state_dict"] if k.endswith("lora_B"))
     assert not torch.equal(ema[f"module.{adapter}"], checkpoint["state_dict"][adapter])  # averaged, not a copy
+    # FrozenAwareEMAHook: the EMA state holds what is trained (adapters, trained biases, the head), not the base.
+    assert not [key for key in ema if "base_layer.weight" in key or "patch_embed" in key]
+    assert {key.removeprefix("module.") for key in ema} - {"steps"} < set(checkpoint["state_dict"])
+
+    # Resumed from iteration 2, the EMA continues from its saved state: 2 + 1 iterations end where 3 do. (No
+    # validation: its dataloader draws from the random stream after the checkpoint is written.)
+    for work, iters, extra in (("straight", 3, ()), ("resumed", 2, ()), ("resumed", 3, ("--resume",))):
+        result = run_train(config, tmp_path / work, *extra, "--cfg-options", f"train_cfg.max_iters={iters}",
+                           "train_cfg.val_interval=100")
+        assert result.returncode == 0, result.stderr[-3000:]
+    a, b = (torch.load(tmp_path / run / "iter_3.pth", map_location="cpu", weights_only=False)
+            for run in ("straight", "resumed"))
+    for part in ("state_dict", "ema_state_dict"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
 
 
 DOMAIN_CONFIG = """
@@ -252,7 +268,7 @@ def test_release_protocol_keeps_the_best_and_the_second_stage_starts_from_it(tmp
     stage1_cfg = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_gsu2cbm-1024.py"))
     stage2_cfg = Config.fromfile(str(REPO / "configs/soma/soma_dinov2-l_gsuc16-2cbm-1024.py"))
     hooks = [dict(h) for h in stage1_cfg.custom_hooks]
-    next(h for h in hooks if h["type"] == "EMAHook")["begin_iter"] = 1
+    next(h for h in hooks if h["type"] == "FrozenAwareEMAHook")["begin_iter"] = 1
     stage1 = tmp_path / "stage1.py"
     stage1.write_text(DOMAIN_CONFIG.format(repo=REPO, data=tmp_path / "data", hooks=hooks,
                                            checkpoint=dict(stage1_cfg.default_hooks.checkpoint, interval=2)))

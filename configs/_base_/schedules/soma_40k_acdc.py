@@ -1,6 +1,6 @@
-# The released Cityscapes -> ACDC schedule (512 and 1024 crops): soma_40k.py with a linear warm-up from 1e-6 x lr
-# over 10k iterations then PolyLR to 40k, EMA of the weights from iteration 20k (mmengine EMAHook defaults) and
-# 8 checkpoints kept.
+# The released Cityscapes -> ACDC schedule (512 and 1024 crops): soma_40k.py with a linear warm-up from 1e-6 x lr over
+# 10k iterations then PolyLR to 40k, EMA of the weights from iteration 20k (mmengine EMAHook defaults, as
+# FrozenAwareEMAHook) and 8 checkpoints kept.
 _base_ = ["./soma_40k.py"]
 
 param_scheduler = [
@@ -12,5 +12,5 @@ default_hooks = dict(checkpoint=dict(max_keep_ckpts=8, save_best="mean/mIoU", ru
 custom_hooks = [
     dict(type="WeightDecayLoggerHook"),
     dict(type="MergeAdaptersHook"),
-    dict(type="EMAHook", ema_type="ExponentialMovingAverage", momentum=2e-4, update_buffers=False, begin_iter=20000),
+    dict(type="FrozenAwareEMAHook", momentum=2e-4, update_buffers=False, begin_iter=20000),
 ]
