@@ -25,6 +25,7 @@ from soma.utils.runtime import setup_runtime
 from soma.engine import build_runner
 from soma.config import add_runner_arguments, load_run_config
 from soma.utils import ConfigError, OutputExistsError, exit_on_user_error, write_text_atomic
+from soma.utils.distributed import process_group_destroyed_at_exit
 from soma.config.datasets import leaf_datasets
 
 __all__ = ["main", "parse_args", "as_number", "format_metrics", "evaluation_resolutions", "record_test_setting",
@@ -128,6 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     """tools/test.py: evaluate ``CHECKPOINT`` on ``CONFIG``'s test set(s) with the options in ``argv`` (default
     ``sys.argv[1:]``), print the metrics and write ``metrics.json`` to the work dir."""
     args = parse_args(argv)
+    with process_group_destroyed_at_exit():
+        evaluate_checkpoint(args)
+
+
+def evaluate_checkpoint(args: argparse.Namespace) -> None:
+    """Evaluate the checkpoint and write the metrics (tools/test.py's work once its options are read)."""
     cfg = load_run_config(args)
     cfg.load_from = args.checkpoint
     if args.tta:

@@ -25,6 +25,7 @@ from soma.utils.runtime import setup_runtime
 from soma.engine import build_runner
 from soma.config import add_runner_arguments, load_run_config
 from soma.utils import ConfigError, claim_work_dir, exit_on_user_error
+from soma.utils.distributed import process_group_destroyed_at_exit
 from soma.utils.work_dir import is_main_launch_process
 from soma.utils.cli import random_seed
 
@@ -51,6 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     """tools/train.py: train ``CONFIG`` with the options in ``argv`` (default ``sys.argv[1:]``); a user error ends
     the program with ``error: <message>``."""
     args = parse_args(argv)
+    with process_group_destroyed_at_exit():
+        train_from_args(args)
+
+
+def train_from_args(args: argparse.Namespace) -> None:
+    """Load the run's config, claim its work dir and train (tools/train.py's work once its options are read)."""
     cfg = load_run_config(args)
     # Rank 0 (or the only process) owns the work dir; the others of a distributed run share it.
     claim = claim_work_dir(cfg.work_dir, resume=args.resume, overwrite=args.overwrite) \

@@ -15,7 +15,7 @@ _EXPORTS = {
                    "register_local_checkpoint_loader", "save_checkpoint_atomic", "trust_checkpoint",
                    "write_text_atomic"),
     "cli": ("non_negative_int", "positive_int", "random_seed"),
-    "distributed": ("check_device", "use_cpu_distributed"),
+    "distributed": ("check_device", "process_group_destroyed_at_exit", "use_cpu_distributed"),
     "errors": ("ConfigError", "DataError", "OutputExistsError", "UserError", "exit_on_user_error"),
     "mmcv_ops": ("configure_mmcv_ops", "use_pytorch_msdeformattn"),
     "outputs": ("check_output_dir", "check_output_file", "check_writable_dir"),

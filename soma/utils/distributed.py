@@ -1,6 +1,9 @@
 """Distributed runs on machines without GPUs, and the device a tool is asked to run on."""
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.distributed as dist
 from mmengine.config import Config
@@ -38,3 +41,18 @@ def use_cpu_distributed(cfg: Config) -> None:
     if not dist.is_initialized():
         dist.init_process_group(backend="gloo")
     cfg.model_wrapper_cfg = dict(type="CPUDistributedDataParallel")
+
+
+@contextlib.contextmanager
+def process_group_destroyed_at_exit() -> Iterator[None]:
+    """Destroy the default process group (if the run made one) when the block ends, errors included.
+
+    A process that exits with its group alive can abort in interpreter finalisation: gloo's worker threads still
+    hold work objects whose tensors need the GIL ("terminate called without an active exception", SIGABRT,
+    seen on a 2-process CPU run that had finished). torch asks programs to call ``destroy_process_group``.
+    """
+    try:
+        yield
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
