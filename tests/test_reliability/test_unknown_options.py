@@ -16,7 +16,8 @@ DEMO = REPO / "configs/demo/soma_dinov2-demo_scenes-64.py"
 SEGMENTATION_DATASETS = ["DGSegDataset", "DGCityscapesDataset", "DGGTA5Dataset", "DGSynthiaDataset",
                          "DGUrbanSynDataset", "DGBDD100KDataset", "DGMapillaryDataset", "DGACDCDataset"]
 OURS = {"metric": ["DomainIoUMetric", "DomainVOCMetric"],
-        "hook": ["WeightDecayLoggerHook", "RandomStateHook", "LabelSizeCheckHook", "MergeAdaptersHook"],
+        "hook": ["WeightDecayLoggerHook", "RandomStateHook", "LabelSizeCheckHook", "MergeAdaptersHook",
+                 "FrozenAwareEMAHook"],
         "dataset": SEGMENTATION_DATASETS + ["DWDDataset"]}
 
 
