@@ -135,7 +135,7 @@ def backbone_activations(backbone: torch.nn.Module, batch: int, img_size: int, a
             saved = tracker.live
             loss = sum(o.float().sum() for o in outputs)
             loss.backward()
-        grads = sum(p.numel() * p.element_size() for p in backbone.parameters() if p.requires_grad)
+        grads = _tensor_bytes([p for p in backbone.parameters() if p.requires_grad])
     return BackboneActivations(saved=saved, peak=max(tracker.peak - grads, saved))
 
 
@@ -251,41 +251,37 @@ def _tensor_bytes(tensors: Sequence[torch.Tensor]) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
-def _ema_hook(cfg: Any) -> dict | None:
-    """The config's EMA hook with its ``ema_type`` filled in (each hook's default), or None."""
-    for hook in cfg.get("custom_hooks") or []:
-        if hook.get("type") in ("EMAHook", "FrozenAwareEMAHook"):
-            default = "TrainableExponentialMovingAverage" if hook["type"] == "FrozenAwareEMAHook" \
-                else "ExponentialMovingAverage"
-            return dict(hook, ema_type=hook.get("ema_type", default))
-    return None
-
-
-def ema_bytes(cfg: Any, model: torch.nn.Module, as_built: int) -> int:
-    """Bytes an EMA hook keeps besides the model: with ``TrainableExponentialMovingAverage`` (the default of
-    ``FrozenAwareEMAHook``) the trained parameters (and the buffers with ``update_buffers``); otherwise a copy of
-    the whole model *as built* (``as_built`` bytes): mmengine copies it before the weights are loaded, so a base
-    that ``frozen_dtype`` casts later stays float32 in the copy."""
-    hook = _ema_hook(cfg)
-    if hook is None:
-        return 0
-    if hook["ema_type"] != "TrainableExponentialMovingAverage":
-        return as_built
-    averaged = [p for p in model.parameters() if p.requires_grad]
-    return _tensor_bytes(averaged + (list(model.buffers()) if hook.get("update_buffers") else []))
+def _model_bytes(model: torch.nn.Module) -> int:
+    return _tensor_bytes([*model.parameters(), *model.buffers()])
 
 
 def build_ema(cfg: Any, model: torch.nn.Module) -> torch.nn.Module | None:
-    """The average the config's EMA hook would build for ``model`` (None without one)."""
-    hook = _ema_hook(cfg)
-    if hook is None:
-        return None
-    from mmengine.registry import MODELS
+    """The average the config's EMA hook builds for ``model`` (None without an EMA hook): the hook itself is
+    built and its ``before_run`` run, so its defaults and options are the ones a training run gets. Build it
+    where the runner does, before the weights are loaded and cast (mmengine's average copies them as built)."""
+    from types import SimpleNamespace
 
-    import soma.engine  # noqa: F401  (registers TrainableExponentialMovingAverage)
+    from mmengine.hooks import EMAHook
+    from mmengine.registry import HOOKS
 
-    options = {key: hook[key] for key in ("momentum", "interval", "update_buffers") if key in hook}
-    return MODELS.build(dict(type=hook["ema_type"], model=model, **options))
+    import soma.engine  # noqa: F401  (registers FrozenAwareEMAHook and TrainableExponentialMovingAverage)
+
+    for hook_cfg in cfg.get("custom_hooks") or []:
+        hook_class = HOOKS.get(hook_cfg.get("type"))
+        if isinstance(hook_class, type) and issubclass(hook_class, EMAHook):
+            hook = HOOKS.build(dict(hook_cfg))
+            hook.before_run(SimpleNamespace(model=model))
+            return hook.ema_model
+    return None
+
+
+def ema_bytes(model: torch.nn.Module, averaged: torch.nn.Module | None) -> int:
+    """Bytes the average ``averaged`` keeps besides ``model``: its tensors that are not the model's own (all of
+    them for mmengine's ``ExponentialMovingAverage``; the trained ones for ``TrainableExponentialMovingAverage``)."""
+    if averaged is None:
+        return 0
+    own = {id(t) for t in [*model.parameters(), *model.buffers()]}
+    return _tensor_bytes([t for t in [*averaged.module.parameters(), *averaged.module.buffers()] if id(t) not in own])
 
 
 def crop_size(cfg: Any) -> int:
@@ -334,12 +330,12 @@ def plan_memory(cfg: Any, batch: int | None = None, img_size: int | None = None,
     model = build_on_meta(cfg)
     with torch.no_grad():  # the feature maps' channels and strides, from a meta forward
         maps = model.backbone.eval()(torch.empty(1, 3, img_size, img_size, device="meta"))
-    as_built = _tensor_bytes([*model.parameters(), *model.buffers()])
+    averaged = build_ema(cfg, model)  # on the meta device too: nothing is allocated
     if hasattr(model.backbone, "cast_frozen_base"):  # a bfloat16 frozen base, as after init_weights()
         model.backbone.cast_frozen_base()
-    weights = _tensor_bytes([*model.parameters(), *model.buffers()]) + ema_bytes(cfg, model, as_built)
+    weights = _model_bytes(model) + ema_bytes(model, averaged)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    trainable_bytes = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)  # float32 states
+    trainable_bytes = 4 * trainable  # float32 gradients and optimizer moments
     backbone = backbone_activations(model.backbone, batch, img_size, amp)
     channels = [m.shape[1] for m in maps]
     strides = [img_size // m.shape[-1] for m in maps]
@@ -418,11 +414,7 @@ def measure_peak(cfg: Any, batch: int, img_size: int, with_cp: bool | None = Non
               for _ in range(batch)]
     samples = _head_batch(batch, img_size, getattr(model.decode_head, "num_classes", 19))
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    weights = _tensor_bytes([*model.parameters(), *model.buffers()])
-    if averaged is not None:  # what the EMA keeps besides the model
-        own = {id(t) for t in [*model.parameters(), *model.buffers()]}
-        weights += _tensor_bytes([t for t in [*averaged.module.parameters(), *averaged.module.buffers()]
-                                  if id(t) not in own])
+    weights = _model_bytes(model) + ema_bytes(model, averaged)
     dtype = torch.bfloat16
     if amp and device == "cuda" and cfg.get("optim_wrapper"):
         from ..config.run import resolve_amp

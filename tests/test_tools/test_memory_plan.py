@@ -113,14 +113,19 @@ def test_the_tool_refuses_a_missing_config_and_bad_options_in_one_line(argv, mes
 ])
 def test_the_planned_ema_bytes_are_those_the_hook_keeps(hook, frozen_dtype):
     """FrozenAwareEMAHook keeps the trained parameters; mmengine's EMAHook a copy of the model as built (before
-    frozen_dtype casts the base: float32). Planned: counted on the model; kept: the average built for real."""
+    frozen_dtype casts the base: float32). Planned: the config's hook built on the meta model; kept: the average
+    built on the real model, its tensors that are not the model's counted here."""
     from mmengine.registry import DefaultScope
 
-    from soma.analysis.memory_plan import _registry, build_ema, ema_bytes
+    from soma.analysis.memory_plan import _registry, build_ema, build_on_meta, ema_bytes
 
     cfg = tiny_config()
     cfg.model.backbone.update(frozen_dtype=frozen_dtype, init_cfg=None)
     cfg.custom_hooks = [dict(hook, momentum=2e-4, begin_iter=0)]
+    on_meta = build_on_meta(cfg)
+    planned_average = build_ema(cfg, on_meta)
+    on_meta.backbone.cast_frozen_base()
+    planned = ema_bytes(on_meta, planned_average)
     with DefaultScope.overwrite_default_scope("mmseg"):
         model = _registry(cfg).build(cfg.model)
     as_built = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
@@ -129,7 +134,7 @@ def test_the_planned_ema_bytes_are_those_the_hook_keeps(hook, frozen_dtype):
     own = {id(t) for t in [*model.parameters(), *model.buffers()]}
     kept = sum(t.numel() * t.element_size() for t in [*averaged.module.parameters(), *averaged.module.buffers()]
                if id(t) not in own)
-    assert ema_bytes(cfg, model, as_built) == kept
+    assert planned == kept
     trained = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)
     assert kept == (as_built if hook["type"] == "EMAHook" else trained + (
         sum(b.numel() * b.element_size() for b in model.buffers()) if hook.get("update_buffers") else 0))
